@@ -7,6 +7,7 @@
 #   PREFIX       install root                                   (/usr/local)
 #   CC, CFLAGS   compiler and flags; -Werror is on so CI fails on any warning
 #   BUILD        where healthimaging/core.so is written          (build)
+#   PYTHON       Debian's python3, which sees python3-pydicom     (/usr/bin/python3)
 LUA_VERSION ?= 5.4
 LUA ?= lua$(LUA_VERSION)
 PKG_CONFIG ?= pkg-config
@@ -15,6 +16,7 @@ PREFIX ?= /usr/local
 LUA_LIBDIR ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BUILD ?= build
+PYTHON ?= /usr/bin/python3
 CC ?= cc
 
 WARN = -Wall -Wextra -Werror -pedantic -Wshadow -Wpointer-arith -Wcast-qual \
@@ -31,6 +33,13 @@ OBJS = $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 SO = $(BUILD)/healthimaging/core.so
 
 BUSTED = $(LUA) /usr/bin/busted
+
+# The demo and test data: the real DICOM files of Debian's python3-pydicom.
+DEMO_DIR = $(BUILD)/demo
+DEMO_DATA = $(DEMO_DIR)/datastore.json
+DEMO_DATASTORE = healthimagingdemodatastore000001
+PYDICOM_DATA = $(shell $(PYTHON) -c 'import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), "data"))' 2>/dev/null)
+EMULATOR_SRCS = bin/healthimaging-local $(wildcard emulator/healthimaging_local/*.py)
 
 .PHONY: all test check conformance demo bench print install clean
 
@@ -50,15 +59,29 @@ $(BUILD)/obj/hi_sigv4.o: csrc/hi_core.h csrc/hi_sigv4.h
 $(BUILD)/obj/hi_http.o: csrc/hi_core.h csrc/hi_http.h
 $(BUILD)/obj/hi_json.o: csrc/hi_core.h csrc/hi_json.h
 
-# The whole suite: busted specs (the emulator is started by the specs themselves).
-test: $(SO)
+$(DEMO_DATA): $(EMULATOR_SRCS)
+	@mkdir -p $(DEMO_DIR)
+	@test -n "$(PYDICOM_DATA)" || { echo "python3-pydicom is missing: run sh scripts/install-deps.sh"; exit 1; }
+	bin/healthimaging-local import --datastore-id $(DEMO_DATASTORE) --out $@ \
+	  $(PYDICOM_DATA)/test_files $(PYDICOM_DATA)/charset_files 2> $(DEMO_DIR)/import.log \
+	  || { cat $(DEMO_DIR)/import.log; exit 1; }
+	@tail -n 1 $(DEMO_DIR)/import.log
+
+# The whole suite: lint, the busted specs (they start the emulator
+# themselves) and the emulator's own tests.
+test: $(SO) $(DEMO_DATA) check
 	$(BUSTED)
+	$(PYTHON) -m unittest discover -s emulator/tests -t .
 
 check:
-	luacheck --std lua54 lua bin/healthimaging spec
+	luacheck lua bin/healthimaging spec
 
+# Installs what is missing, builds, imports the real DICOM files, serves
+# them on a free loopback port and runs a few searches with the CLI.
 demo:
-	@sh scripts/demo.sh
+	@sh scripts/install-deps.sh
+	@$(MAKE) --no-print-directory $(SO) $(DEMO_DATA)
+	@LUA=$(LUA) DATA=$(DEMO_DATA) DATASTORE=$(DEMO_DATASTORE) sh scripts/demo.sh
 
 print:
 	@echo "LUA_VERSION=$(LUA_VERSION)"

@@ -1,0 +1,121 @@
+-- healthimaging.errors: the one error object every call returns as `nil, err`
+-- and every iterator raises. It is a plain table (code, message, status,
+-- request_id, retryable, ...) with a __tostring; it never holds a secret,
+-- a request body or a DICOM tag value, so printing it is always safe.
+
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local tostring = tostring
+local type = type
+local find = string.find
+local sub = string.sub
+local format = string.format
+
+local _M = {}
+
+local mt = { __name = "healthimaging.error" }
+
+-- Renders "Code: message (HTTP 400, request id X)"; only fields that are set.
+mt.__tostring = function(err)
+  local s = (err.code or "Error") .. ": " .. tostring(err.message or "")
+  local extra = {}
+  if err.status then extra[#extra + 1] = "HTTP " .. err.status end
+  if err.request_id then extra[#extra + 1] = "request id " .. err.request_id end
+  if #extra > 0 then s = s .. " (" .. table.concat(extra, ", ") .. ")" end
+  return s
+end
+
+-- Throttling codes of the AWS "standard" retry mode (the SDKs' shared list).
+_M.THROTTLING_CODES = {
+  Throttling = true, ThrottlingException = true, ThrottledException = true,
+  RequestThrottledException = true, TooManyRequestsException = true,
+  ProvisionedThroughputExceededException = true, TransactionInProgressException = true,
+  RequestLimitExceeded = true, BandwidthLimitExceeded = true, LimitExceededException = true,
+  RequestThrottled = true, SlowDown = true, PriorRequestNotComplete = true,
+  EC2ThrottledException = true,
+}
+
+-- Transient codes and statuses of the same retry mode.
+_M.TRANSIENT_CODES = {
+  RequestTimeout = true, RequestTimeoutException = true, PriorRequestNotComplete = true,
+}
+_M.TRANSIENT_STATUS = { [500] = true, [502] = true, [503] = true, [504] = true }
+
+--[[
+Makes an error object.
+Input: fields, a table with at least code and message.
+Returns: the same table, now an error object (retryable defaults to false).
+]]
+function _M.new(fields)
+  if fields.retryable == nil then fields.retryable = false end
+  return setmetatable(fields, mt)
+end
+
+-- True for a value made by new (or raised by an iterator).
+function _M.is_error(v)
+  return type(v) == "table" and getmetatable(v) == mt
+end
+
+-- A request that failed validation before anything was sent. `path` names
+-- the field as the user wrote it, e.g. searchCriteria.filters[1].values[2].
+function _M.validation(path, rule)
+  return _M.new {
+    code = "ParamValidationError",
+    message = format("Invalid parameter %s: %s", path, rule),
+    path = path,
+    retryable = false,
+  }
+end
+
+--[[
+Sanitizes an x-amzn-ErrorType value or a body code as restJson1 prescribes:
+keep what is before the first ':', then what is after the first '#'.
+Input: raw string or nil. Returns: the code or nil.
+]]
+function _M.sanitize_code(raw)
+  if type(raw) ~= "string" or raw == "" then return nil end
+  local colon = find(raw, ":", 1, true)
+  if colon then raw = sub(raw, 1, colon - 1) end
+  local hash = find(raw, "#", 1, true)
+  if hash then raw = sub(raw, hash + 1) end
+  if raw == "" then return nil end
+  return raw
+end
+
+--[[
+Builds the error object of an HTTP answer that is not a success.
+Input: status (integer), headers (lowercase names), decoded body (table or nil).
+Returns: an error object naming the service's code, message and request id.
+]]
+function _M.from_response(status, headers, body)
+  body = type(body) == "table" and body or {}
+  local code = _M.sanitize_code(headers["x-amzn-errortype"])
+    or _M.sanitize_code(body.code) or _M.sanitize_code(body.__type)
+  if not code then
+    code = status >= 500 and "InternalServerError" or ("HTTP" .. status)
+  end
+  local message = body.message or body.Message
+  if type(message) ~= "string" then message = "HTTP status " .. status end
+  return _M.new {
+    code = code,
+    message = message,
+    status = status,
+    request_id = headers["x-amzn-requestid"] or headers["x-amz-request-id"],
+    retryable = _M.THROTTLING_CODES[code] or _M.TRANSIENT_CODES[code]
+      or _M.TRANSIENT_STATUS[status] or false,
+    throttling = _M.THROTTLING_CODES[code] or false,
+  }
+end
+
+--[[
+Turns whatever an internal raise produced into an error object, so that no
+public entry point lets a bare string escape. Memory errors are raised again.
+]]
+function _M.from_raise(e)
+  if _M.is_error(e) then return e end
+  local msg = tostring(e)
+  if msg == "not enough memory" then error(e, 0) end
+  return _M.new { code = "InternalError", message = msg }
+end
+
+return _M

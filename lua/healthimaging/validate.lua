@@ -1,0 +1,249 @@
+-- healthimaging.validate: checks request parameters against the model's
+-- constraints before anything is sent, and returns a normalized copy
+-- (timestamps as epoch seconds, integral floats as integers) that the
+-- serializer can trust. Errors name the path and the rule, never the value:
+-- a value may be patient data.
+
+local model = require "healthimaging.model"
+local errors = require "healthimaging.errors"
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local tonumber = tonumber
+local sort = table.sort
+local concat = table.concat
+local floor = math.floor
+local huge = math.huge
+local mtype = math.type
+local tointeger = math.tointeger
+local utf8len = utf8.len
+local find = string.find
+local match = string.match
+local format = string.format
+
+local SHAPES = model.SHAPES
+
+local _M = {}
+
+local fail = errors.validation
+
+-- Days since 1970-01-01 of a proleptic Gregorian date (civil calendar
+-- arithmetic; avoids os.time, which depends on the local time zone).
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = floor(y / 400)
+  local yoe = y - era * 400
+  local mp = (m + 9) % 12
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
+  return era * 146097 + doe - 719468
+end
+
+local DAYS_IN_MONTH = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+
+--[[
+Parses an ISO-8601 date-time: YYYY-MM-DD, optionally followed by
+THH:MM, THH:MM:SS or THH:MM:SS.fff, then Z, +HH:MM or -HH:MM (none
+means UTC).
+Returns: epoch seconds (a number) or nil.
+]]
+function _M.parse_iso8601(s)
+  local y, mo, d, rest = match(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if not y then return nil end
+  y, mo, d = tointeger(tonumber(y)), tointeger(tonumber(mo)), tointeger(tonumber(d))
+  if mo < 1 or mo > 12 or d < 1 or d > DAYS_IN_MONTH[mo] then return nil end
+  local secs = 0
+  if rest ~= "" then
+    local hh, mi, tail = match(rest, "^[Tt ](%d%d):(%d%d)(.*)$")
+    if not hh then return nil end
+    local ss, frac = 0, 0
+    local s2, tail2 = match(tail, "^:(%d%d)(.*)$")
+    if s2 then
+      ss, tail = tonumber(s2), tail2
+      local f, tail3 = match(tail, "^[.,](%d+)(.*)$")
+      if f then frac, tail = tonumber("0." .. f), tail3 end
+    end
+    hh, mi = tonumber(hh), tonumber(mi)
+    if hh > 23 or mi > 59 or ss > 60 then return nil end
+    local offset
+    if tail == "Z" or tail == "z" or tail == "" then
+      offset = 0
+    else
+      local sign, oh, om = match(tail, "^([+-])(%d%d):?(%d%d)$")
+      if not sign then return nil end
+      offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "+" and 1 or -1)
+    end
+    secs = hh * 3600 + mi * 60 + ss + frac - offset
+  end
+  return days_from_civil(y, mo, d) * 86400 + secs
+end
+
+-- Rounds epoch seconds to milliseconds, the precision of the JS SDK's Date
+-- and of what cjson's 14 significant digits carry for current epochs.
+local function to_millis(t)
+  local r = floor(t * 1000 + 0.5) / 1000
+  return tointeger(r) or r
+end
+
+local check -- forward: check(shape_name, value, path) -> normalized | nil, err
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  return keys
+end
+
+-- Member lists in error messages are names from the model, never values.
+local function check_members(shape, value, path)
+  if type(value) ~= "table" then
+    return nil, fail(path, "must be a table (" .. shape.type .. "), got " .. type(value))
+  end
+  local out, set = {}, {}
+  for _, k in ipairs(sorted_keys(value)) do
+    if type(k) ~= "string" then
+      return nil, fail(path, "has a key that is not a member name (" .. type(k) .. ")")
+    end
+    local member = shape.members[k]
+    local sub = path == "" and k or (path .. "." .. k)
+    if not member then return nil, fail(sub, "is not a member of this structure") end
+    local v, err = check(member, value[k], sub)
+    if err then return nil, err end
+    out[k] = v
+    set[#set + 1] = k
+  end
+  return out, nil, set
+end
+
+local function check_structure(shape, value, path)
+  local out, err = check_members(shape, value, path)
+  if err then return nil, err end
+  for _, r in ipairs(shape.required or {}) do
+    if out[r] == nil then
+      return nil, fail(path == "" and r or (path .. "." .. r), "is required")
+    end
+  end
+  return out
+end
+
+local function check_union(shape, value, path)
+  local out, err, set = check_members(shape, value, path)
+  if err then return nil, err end
+  if #set ~= 1 then
+    return nil, fail(path, format("must set exactly one member, got %d%s", #set,
+      #set > 0 and (" (" .. concat(set, ", ") .. ")") or ""))
+  end
+  return out
+end
+
+local function check_list(shape, value, path)
+  if type(value) ~= "table" then
+    return nil, fail(path, "must be a list (a Lua sequence), got " .. type(value))
+  end
+  local n = #value
+  local count = 0
+  for k in pairs(value) do
+    count = count + 1
+    if mtype(k) ~= "integer" or k < 1 or k > n then
+      return nil, fail(path, "must be a list (a Lua sequence), but has the key " .. tostring(k))
+    end
+  end
+  if count ~= n then return nil, fail(path, "must be a list without holes") end
+  if n < shape.min or n > shape.max then
+    return nil, fail(path, format("must have %d to %d items, got %d", shape.min, shape.max, n))
+  end
+  local out = {}
+  for i = 1, n do
+    local v, err = check(shape.member, value[i], format("%s[%d]", path, i))
+    if err then return nil, err end
+    out[i] = v
+  end
+  return out
+end
+
+local function check_string(shape, value, path)
+  if type(value) ~= "string" then
+    return nil, fail(path, "must be a string, got " .. type(value))
+  end
+  if shape.ascii and find(value, "[\128-\255]") then
+    return nil, fail(path, "must contain only ASCII characters")
+  end
+  local len = utf8len(value)
+  if not len then return nil, fail(path, "must be valid UTF-8") end
+  if (shape.min and len < shape.min) or (shape.max and len > shape.max) then
+    if shape.min == shape.max then
+      return nil, fail(path, format("must be %d characters long, got %d", shape.min, len))
+    end
+    return nil, fail(path, format("must be %d to %d characters long, got %d",
+      shape.min or 0, shape.max, len))
+  end
+  if shape.pattern and not find(value, shape.pattern) then
+    return nil, fail(path, shape.rule)
+  end
+  if shape.enum then
+    for _, e in ipairs(shape.enum) do
+      if value == e then return value end
+    end
+    return nil, fail(path, "must be one of " .. concat(shape.enum, ", "))
+  end
+  return value
+end
+
+local function check_integer(shape, value, path)
+  local i = type(value) == "number" and tointeger(value) or nil
+  if not i then
+    return nil, fail(path, "must be an integer, got " .. (type(value) == "number"
+      and "a non-integral number" or type(value)))
+  end
+  if i < shape.min or i > shape.max then
+    return nil, fail(path, format("must be between %d and %d, got %d", shape.min, shape.max, i))
+  end
+  return i
+end
+
+local function check_timestamp(_, value, path)
+  if type(value) == "number" then
+    if value ~= value or value == huge or value == -huge then
+      return nil, fail(path, "must be a finite number of epoch seconds")
+    end
+    return to_millis(value)
+  elseif type(value) == "string" then
+    local t = _M.parse_iso8601(value)
+    if not t then
+      return nil, fail(path, "must be epoch seconds or an ISO-8601 date-time such as 2024-01-31T12:00:00Z")
+    end
+    return to_millis(t)
+  end
+  return nil, fail(path, "must be a timestamp (epoch seconds or ISO-8601 string), got " .. type(value))
+end
+
+local function check_boolean(_, value, path)
+  if type(value) ~= "boolean" then
+    return nil, fail(path, "must be a boolean, got " .. type(value))
+  end
+  return value
+end
+
+local CHECKS = {
+  structure = check_structure, union = check_union, list = check_list,
+  string = check_string, integer = check_integer, timestamp = check_timestamp,
+  boolean = check_boolean,
+}
+
+check = function(shape_name, value, path)
+  local shape = SHAPES[shape_name]
+  return CHECKS[shape.type](shape, value, path)
+end
+
+--[[
+Validates the parameters of SearchImageSets.
+Input: params, the table the user gave (never modified).
+Returns: a normalized copy, or nil and a ParamValidationError object.
+]]
+function _M.search_image_sets(params)
+  return check("SearchImageSetsRequest", params, "")
+end
+
+return _M

@@ -1,0 +1,154 @@
+-- spec/helpers.lua: what the specs share: the local emulator started on a
+-- free port with the demo data set, the shared reference folder, an
+-- independent Python oracle, and a recording stub transport (the transport
+-- seam is stubbed, never the network).
+
+local _M = {}
+
+-- Where the repository's test data lives. The Makefile imports the real
+-- DICOM files of Debian's python3-pydicom into this file before `make test`.
+_M.DATA = os.getenv("HI_TEST_DATA") or "build/demo/datastore.json"
+_M.DATASTORE_ID = "healthimagingdemodatastore000001"
+_M.CREDENTIALS = {
+  access_key_id = "AKIDLOCALHEALTHIMAGING",
+  secret_access_key = "healthimaging-local-secret",
+}
+_M.REFERENCE = "../shared/reference"
+_M.PYTHON = "/usr/bin/python3"
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+_M.exists = exists
+
+function _M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function _M.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- Quotes a string for /bin/sh.
+function _M.shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+--[[
+Starts `bin/healthimaging-local serve` on a free loopback port.
+Input: opts = { data = path, args = "extra flags" }.
+Returns: { url, pid, stop() }. Raises when the emulator does not start.
+]]
+function _M.start_emulator(opts)
+  opts = opts or {}
+  local data = opts.data or _M.DATA
+  assert(exists(data), "test data " .. data .. " is missing: run `make test` (it imports the demo DICOM files)")
+  local log = os.tmpname()
+  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local serve --data "
+    .. _M.shell_quote(data) .. " --port 0 " .. (opts.args or "") .. " 2>" .. _M.shell_quote(log))
+  local h = assert(io.popen(cmd, "r"))
+  local pid = h:read("l")
+  local line = h:read("l")
+  local url = line and line:match("^listening on (http://[%d%.]+:%d+)$")
+  if not url then
+    h:close()
+    error("the emulator did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
+  end
+  local emu = { url = url, pid = pid, log = log }
+  function emu.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    h:close()
+    os.remove(log)
+  end
+  return emu
+end
+
+-- A client of the emulator with its default credentials.
+function _M.client(emu, extra)
+  local hi = require "healthimaging"
+  local opts = { region = "us-east-1", endpoint_url = emu.url, credentials = _M.CREDENTIALS }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return assert(hi.client(opts))
+end
+
+--[[
+Sends a control request to the emulator's unsigned /_local API through the
+project's own transport (status, decoded body).
+]]
+function _M.control(emu, method, path, body)
+  local core = require "healthimaging.core"
+  local t = core.http_new { timeout = 5 }
+  local status, _, rbody = t:request {
+    method = method, url = emu.url .. path,
+    headers = { { "Content-Type", "application/json" } }, body = body and core.json_encode(body) or "",
+  }
+  t:close()
+  assert(status, "control request failed")
+  return status, rbody ~= "" and core.json_decode(rbody) or nil
+end
+
+--[[
+Runs a Python snippet with Debian's python3 and returns its stdout: an
+oracle independent of the code under test. `input` is given on stdin via a
+temporary file.
+]]
+function _M.python(code, input)
+  local script = os.tmpname()
+  _M.write(script, code)
+  local infile = os.tmpname()
+  _M.write(infile, input or "")
+  local h = assert(io.popen(_M.PYTHON .. " " .. script .. " < " .. infile))
+  local out = h:read("a")
+  local ok = h:close()
+  os.remove(script)
+  os.remove(infile)
+  assert(ok, "the python oracle failed")
+  return out
+end
+
+--[[
+A stub transport: answers each request with the next canned response and
+records what it was asked. responses: list of { status, headers, body } or
+{ nil, err } entries, or a function(req, n) returning status, headers, body.
+]]
+function _M.stub_transport(responses)
+  local t = { requests = {} }
+  function t.request(self, req)
+    self.requests[#self.requests + 1] = req
+    local n = #self.requests
+    if type(responses) == "function" then return responses(req, n) end
+    local r = responses[n]
+    assert(r, "the stub transport has no response for request " .. n)
+    if r.err then return nil, r.err end
+    return r.status or 200, r.headers or {}, r.body
+  end
+  return t
+end
+
+--[[
+Runs fn with some environment variables seen differently by the library
+(config.getenv is its one lookup): vars maps a name to a value, or to false
+for unset. Everything else comes from the real environment.
+]]
+function _M.with_env(vars, fn)
+  local config = require "healthimaging.config"
+  local real = config.getenv
+  config.getenv = function(name)
+    local v = vars[name]
+    if v == false then return nil end
+    if v ~= nil then return v end
+    return real(name)
+  end
+  local ok, err = pcall(fn)
+  config.getenv = real
+  if not ok then error(err, 0) end
+end
+
+return _M
