@@ -151,4 +151,39 @@ function _M.with_env(vars, fn)
   if not ok then error(err, 0) end
 end
 
+--[[
+Compares two values deeply without ever showing them: returns true, or
+false and the path of the first difference (tag values may be patient data,
+so a failing assertion must not print them).
+]]
+function _M.same(a, b, path)
+  path = path or "$"
+  if type(a) ~= type(b) then return false, path .. " (types differ)" end
+  if type(a) ~= "table" then
+    if a == b then return true end
+    return false, path
+  end
+  for k, v in pairs(a) do
+    local ok, where = _M.same(v, b[k], path .. "." .. tostring(k))
+    if not ok then return false, where end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false, path .. "." .. tostring(k) .. " (missing on the left)" end
+  end
+  return true
+end
+
+--[[
+Runs a command with /bin/sh and returns its exit code, stdout and stderr.
+]]
+function _M.run(cmd)
+  local err_file = os.tmpname()
+  local h = assert(io.popen(cmd .. " 2>" .. _M.shell_quote(err_file)))
+  local out = h:read("a")
+  local _, _, code = h:close()
+  local err = _M.read(err_file)
+  os.remove(err_file)
+  return code, out, err
+end
+
 return _M
