@@ -4,6 +4,10 @@
 ** push (status, headers, body) or (nil, err). TLS verification is always on;
 ** redirects are never followed; only http/https. Not reentrant per handle.
 */
+#define _POSIX_C_SOURCE 200809L  /* nanosleep */
+
+#include <errno.h>
+#include <time.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -748,6 +752,43 @@ static int meth_close(lua_State *L) {
   return 0;
 }
 
+/*
+** Waits `seconds` (the number at stack index idx): how the blocking
+** transport waits between retries. It belongs to the transport so that a
+** non-blocking transport can wait by yielding to its scheduler instead.
+** Interrupted sleeps resume for the time left; a negative, NaN or huge
+** value raises (programmer misuse).
+*/
+static int sleep_for(lua_State *L, int idx) {
+  struct timespec ts, left;
+  lua_Number s = luaL_checknumber(L, idx);
+  luaL_argcheck(L, s >= 0 && s <= MAX_TIMEOUT_S, idx, "seconds must be between 0 and 2147483");
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &left) != 0 && errno == EINTR) ts = left;
+  return 0;
+}
+
+/* handle:sleep(seconds); works on a closed handle too. */
+static int meth_sleep(lua_State *L) {
+  luaL_checkudata(L, 1, HI_HTTP_MT);
+  return sleep_for(L, 2);
+}
+
+/* core.monotime(): seconds of a monotonic clock, with fractions, for rate
+** measurements that must not jump with the wall clock. */
+static int l_monotime(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.sleep(seconds), for callers without a transport at hand. */
+static int l_sleep(lua_State *L) {
+  return sleep_for(L, 1);
+}
+
 /* __tostring: the address identifies a handle in logs without showing
 ** anything about its requests. */
 static int meth_tostring(lua_State *L) {
@@ -761,6 +802,7 @@ static int meth_tostring(lua_State *L) {
 static const luaL_Reg meth[] = {
   {"request",    meth_request},
   {"close",      meth_close},
+  {"sleep",      meth_sleep},
   {"__gc",       meth_close},
   {"__close",    meth_close},
   {"__tostring", meth_tostring},
@@ -769,6 +811,8 @@ static const luaL_Reg meth[] = {
 
 static const luaL_Reg funcs[] = {
   {"http_new", l_http_new},
+  {"sleep",    l_sleep},
+  {"monotime", l_monotime},
   {NULL, NULL}
 };
 

@@ -12,6 +12,8 @@ local config = require "healthimaging.config"
 local validate = require "healthimaging.validate"
 local request = require "healthimaging.request"
 local paginator = require "healthimaging.paginator"
+local retry = require "healthimaging.retry"
+local time = require "healthimaging.time"
 
 local type = type
 local pairs = pairs
@@ -22,8 +24,7 @@ local setmetatable = setmetatable
 local getmetatable = getmetatable
 local tostring = tostring
 local os_time = os.time
-local os_date = os.date
-local floor = math.floor
+local lower = string.lower
 
 local _M = { _VERSION = core._VERSION }
 local mt = { __index = _M, __name = "healthimaging.client" }
@@ -38,7 +39,11 @@ local USER_AGENT = "healthimaging-lua/" .. core._VERSION
 local OPTIONS = {
   region = "string", endpoint_url = "string", credentials = "table", profile = "string",
   timeout = "number", connect_timeout = "number", transport = "table", clock = "function",
-  disable_host_prefix_injection = "boolean", ca_bundle = "string",
+  disable_host_prefix_injection = "boolean", ca_bundle = "string", proxy = "string",
+  max_attempts = "number", retry_mode = "string", debug = "function",
+  -- testing aids: the signing clock, the wait between attempts, the jitter
+  -- source and the monotonic clock of the adaptive rate limiter
+  sleep = "function", random = "function", monotime = "function",
 }
 
 --[[
@@ -94,34 +99,68 @@ local function resolve_endpoint(self)
   return ep
 end
 
+-- Retry settings: option, environment, profile, then the SDK defaults.
+local function retryer(self)
+  if self._retry then return self._retry end
+  local opts = self.opts
+  local p = function() return profile(self) end
+  local attempts, mode, err = config.retry_settings(opts, p)
+  if not attempts then return nil, mode or err end
+  self._retry = retry.new {
+    max_attempts = attempts, mode = mode, random = opts.random, now = opts.monotime or core.monotime,
+  }
+  return self._retry
+end
+
 local function transport(self)
   if not self._transport then
+    local ep = self._endpoint
     self._transport = self.opts.transport or core.http_new {
       timeout = self.opts.timeout or 30,
       connect_timeout = self.opts.connect_timeout or 5,
-      ca_bundle = self.opts.ca_bundle,
+      ca_bundle = config.ca_bundle(self.opts, function() return profile(self) end),
+      proxy = config.proxy(self.opts, ep.scheme, ep.hostname),
     }
   end
   return self._transport
 end
 
--- The signing time as X-Amz-Date; the clock option is a testing aid.
-local function amz_date(self)
-  local now = self.opts.clock and self.opts.clock() or os_time()
-  return os_date("!%Y%m%dT%H%M%SZ", floor(now))
+-- Waits between attempts: the option (a testing aid), the transport's own
+-- sleep (a non-blocking transport yields there), or the core's.
+local function sleep(self, seconds)
+  if seconds <= 0 then return end
+  if self.opts.sleep then return self.opts.sleep(seconds) end
+  local t = transport(self)
+  if t.sleep then return t:sleep(seconds) end
+  return core.sleep(seconds)
+end
+
+-- Now, corrected by the clock offset learnt from a skewed answer.
+local function now(self)
+  return (self.opts.clock and self.opts.clock() or os_time()) + (self._clock_offset or 0)
+end
+
+-- Hands an event to the debug hook, if any; the hook gets no secret and no body.
+local function emit(self, event)
+  local hook = self.opts.debug
+  if hook then hook(event) end
+end
+
+local REDACTED_HEADERS = { authorization = true, ["x-amz-security-token"] = true }
+
+local function redacted(headers)
+  local out = {}
+  for i, h in ipairs(headers) do
+    out[i] = { h[1], REDACTED_HEADERS[lower(h[1])] and "<redacted>" or h[2] }
+  end
+  return out
 end
 
 --[[
-Signs and sends one wire request, then parses the answer.
+Signs and sends one attempt, then parses the answer.
 Returns: the typed response table, or nil, err.
 ]]
-local function send(self, wire)
-  local ep, err = resolve_endpoint(self)
-  if not ep then return nil, err end
-  local creds
-  creds, err = config.credentials(self.opts, function() return profile(self) end)
-  if not creds then return nil, err end
-
+local function attempt(self, wire, ep, creds)
   local headers = {
     { "Host", ep.host },
     { "Content-Type", "application/json" },
@@ -131,13 +170,17 @@ local function send(self, wire)
     method = wire.method, path = ep.base .. wire.path, query = wire.query, headers = headers,
     body = wire.body, region = self._region, service = model.SERVICE.signing_name,
     access_key_id = creds.access_key_id, secret_access_key = creds.secret_access_key,
-    session_token = creds.session_token, amz_date = amz_date(self),
+    session_token = creds.session_token, amz_date = time.amz_date(now(self)),
   }
   for _, h in ipairs(signed.headers) do headers[#headers + 1] = h end
   headers[#headers + 1] = { "Authorization", signed.authorization }
 
   local url = ep.url_base .. wire.path
   if wire.query ~= "" then url = url .. "?" .. wire.query end
+  if self.opts.debug then
+    emit(self, { type = "request", method = wire.method, url = url, headers = redacted(headers),
+                 body_bytes = #wire.body })
+  end
   local status, rheaders, body = transport(self):request {
     method = wire.method, url = url, headers = headers, body = wire.body,
   }
@@ -145,6 +188,10 @@ local function send(self, wire)
     local terr = rheaders
     if not errors.is_error(terr) then terr = errors.new(terr) end
     return nil, terr
+  end
+  if self.opts.debug then
+    emit(self, { type = "response", status = status, headers = rheaders, body_bytes = #body,
+                 request_id = rheaders["x-amzn-requestid"] })
   end
   if status >= 200 and status < 300 then
     local res, derr = core.json_decode(body, model.INTEGER_KEYS)
@@ -154,6 +201,7 @@ local function send(self, wire)
         message = "the response body is not a JSON object" .. (derr and (": " .. derr) or ""),
         status = status,
         request_id = rheaders["x-amzn-requestid"],
+        retryable = true,
       }
     end
     if res[model.PAGINATOR.result_key] == nil then res[model.PAGINATOR.result_key] = {} end
@@ -161,6 +209,62 @@ local function send(self, wire)
   end
   local decoded = core.json_decode(body or "")
   return nil, errors.from_response(status, rheaders, decoded)
+end
+
+--[[
+Learns the clock offset from a skewed answer's Date header.
+Returns: true when the offset changed (so one more attempt is worth it).
+]]
+local function correct_skew(self, err)
+  if not errors.is_clock_skew(err) or not err.server_time then return false end
+  local offset = err.server_time - (self.opts.clock and self.opts.clock() or os_time())
+  if self._clock_offset == offset then return false end
+  self._clock_offset = offset
+  return true
+end
+
+--[[
+Sends a wire request with the client's retry policy: every attempt signed
+afresh, backoff between attempts, one more attempt after a clock-skew
+correction.
+Returns: the typed response table, or nil, err (err.attempts tells how many).
+]]
+local function send(self, wire)
+  local ep, err = resolve_endpoint(self)
+  if not ep then return nil, err end
+  local creds
+  creds, err = config.credentials(self.opts, function() return profile(self) end)
+  if not creds then return nil, err end
+  local r
+  r, err = retryer(self)
+  if not r then return nil, err end
+
+  local n, skew_retried, cost = 0, false, nil
+  while true do
+    n = n + 1
+    sleep(self, r:before_attempt())
+    local res
+    res, err = attempt(self, wire, ep, creds)
+    r:after_attempt(err ~= nil and err.throttling == true)
+    if res then
+      r:on_success(cost)
+      return res
+    end
+    err.attempts = n
+    local delay, spent
+    if not skew_retried and correct_skew(self, err) then
+      skew_retried, delay = true, 0
+    else
+      delay, spent = r:retry_delay(err, n)  -- spent: the quota taken, or why not
+      if not delay then
+        err.retry_stopped = spent
+        return nil, err
+      end
+      cost = (cost or 0) + spent
+    end
+    emit(self, { type = "retry", attempt = n, code = err.code, delay = delay })
+    sleep(self, delay)
+  end
 end
 
 --[[
@@ -187,15 +291,20 @@ end
 
 --[[
 Returns a paginator for an operation, named as in boto3 ("search_image_sets")
-or as in the model ("SearchImageSets").
+or as in the model ("SearchImageSets"). opts = { max_pages = N } caps the
+pages of one iteration.
 ]]
-function _M:get_paginator(name)
+function _M:get_paginator(name, opts)
   check_self(self, "get_paginator")
   if name ~= "search_image_sets" and name ~= "SearchImageSets" then
     error("bad argument #1 to 'get_paginator' (no paginator named '" .. tostring(name)
       .. "'; this client has 'search_image_sets')", 2)
   end
-  return paginator.new(self)
+  if opts ~= nil and (type(opts) ~= "table" or (opts.max_pages ~= nil and not (math.tointeger(opts.max_pages)
+      and opts.max_pages >= 1))) then
+    error("bad argument #2 to 'get_paginator' (table with an integer max_pages >= 1 expected)", 2)
+  end
+  return paginator.new(self, opts)
 end
 
 --[[

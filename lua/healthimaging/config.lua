@@ -8,6 +8,7 @@ local errors = require "healthimaging.errors"
 local model = require "healthimaging.model"
 
 local type = type
+local tonumber = tonumber
 local pairs = pairs
 local open = io.open
 local match = string.match
@@ -227,7 +228,66 @@ function _M.endpoint(opts, region)
     host = model.SERVICE.host_prefix .. host
   end
   local hostport = ep.port and (host .. ":" .. ep.port) or host
-  return { url_base = ep.scheme .. "://" .. hostport .. ep.base, host = hostport, base = ep.base }
+  return { url_base = ep.scheme .. "://" .. hostport .. ep.base, host = hostport, base = ep.base,
+           scheme = ep.scheme, hostname = host }
+end
+
+local RETRY_MODES = { standard = true, adaptive = true }
+
+--[[
+Retry settings: options max_attempts and retry_mode, then AWS_MAX_ATTEMPTS and
+AWS_RETRY_MODE, then the profile's max_attempts and retry_mode; defaults 3
+and standard. ("legacy" is read as standard: this client has one policy.)
+Returns: max_attempts, mode, or nil, err.
+]]
+function _M.retry_settings(opts, profile)
+  local attempts = opts.max_attempts or env("AWS_MAX_ATTEMPTS")
+  local mode = opts.retry_mode or env("AWS_RETRY_MODE")
+  if attempts == nil or mode == nil then
+    local cfg = profile().config
+    attempts = attempts or cfg.max_attempts
+    mode = mode or cfg.retry_mode
+  end
+  local n = math.tointeger(tonumber(attempts or 3))
+  if not n or n < 1 then
+    return nil, errors.new { code = "InvalidConfiguration", message = "max_attempts must be an integer of at least 1" }
+  end
+  mode = mode or "standard"
+  if mode == "legacy" then mode = "standard" end
+  if not RETRY_MODES[mode] then
+    return nil, errors.new { code = "InvalidConfiguration", message = "retry_mode must be standard or adaptive" }
+  end
+  return n, mode
+end
+
+-- The CA bundle: option, AWS_CA_BUNDLE, the profile's ca_bundle, else the system's.
+function _M.ca_bundle(opts, profile)
+  return opts.ca_bundle or env("AWS_CA_BUNDLE") or profile().config.ca_bundle
+end
+
+-- True when NO_PROXY (comma-separated names, domain suffixes or "*") covers host.
+local function no_proxy_covers(host)
+  local list = first_env("NO_PROXY", "no_proxy")
+  if not list then return false end
+  for entry in list:gmatch("[^,%s]+") do
+    entry = lower(entry):gsub("^%*?%.", "")
+    if entry == "*" or host == entry or (#host > #entry and sub(host, -#entry - 1) == "." .. entry) then
+      return true
+    end
+  end
+  return false
+end
+
+--[[
+The proxy for an endpoint: the option, else HTTPS_PROXY/https_proxy for
+https and HTTP_PROXY/http_proxy for http, unless NO_PROXY covers the host.
+Returns: a proxy URL or nil for a direct connection.
+]]
+function _M.proxy(opts, scheme, host)
+  if opts.proxy then return opts.proxy end
+  if no_proxy_covers(host) then return nil end
+  if scheme == "https" then return first_env("HTTPS_PROXY", "https_proxy") end
+  return first_env("HTTP_PROXY", "http_proxy")
 end
 
 return _M

@@ -10,6 +10,10 @@ local type = type
 local find = string.find
 local sub = string.sub
 local format = string.format
+local lower = string.lower
+local tonumber = tonumber
+
+local time = require "healthimaging.time"
 
 local _M = {}
 
@@ -82,6 +86,21 @@ function _M.sanitize_code(raw)
   return raw
 end
 
+-- Codes that mean "your clock is off" (the SDKs' list), and the message by
+-- which an InvalidSignatureException says so.
+_M.CLOCK_SKEW_CODES = {
+  RequestTimeTooSkewed = true, RequestExpired = true, RequestInTheFuture = true,
+  InvalidSignatureException = "expired", SignatureDoesNotMatch = "expired",
+  AuthFailure = "expired",
+}
+
+-- True when err says the request's signing time was too far from the server's.
+function _M.is_clock_skew(err)
+  local rule = _M.CLOCK_SKEW_CODES[err.code]
+  if rule == true then return true end
+  return rule ~= nil and type(err.message) == "string" and find(lower(err.message), rule, 1, true) ~= nil
+end
+
 --[[
 Builds the error object of an HTTP answer that is not a success.
 Input: status (integer), headers (lowercase names), decoded body (table or nil).
@@ -104,6 +123,9 @@ function _M.from_response(status, headers, body)
     retryable = _M.THROTTLING_CODES[code] or _M.TRANSIENT_CODES[code]
       or _M.TRANSIENT_STATUS[status] or false,
     throttling = _M.THROTTLING_CODES[code] or false,
+    -- x-amz-retry-after is in milliseconds
+    retry_after = tonumber(headers["x-amz-retry-after"]) and tonumber(headers["x-amz-retry-after"]) / 1000,
+    server_time = time.parse_http_date(headers["date"]),
   }
 end
 

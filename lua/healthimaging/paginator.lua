@@ -35,8 +35,14 @@ paginator_mt.__index = paginator_mt
 local Pages = {}
 local pages_mt = { __index = Pages, __name = "healthimaging.pages" }
 
--- The paginator's own yields carry this marker first.
+-- The paginator's own yields carry one of these markers first: a page, or
+-- the error of a page that failed (the coroutine stays alive to retry it).
 local PAGE = setmetatable({}, { __name = "healthimaging.paginator.PAGE" })
+local FAILED = setmetatable({}, { __name = "healthimaging.paginator.FAILED" })
+
+-- Pages an iteration may request before it stops with a PaginationError: a
+-- guard against a service that never stops sending new tokens.
+_M.DEFAULT_MAX_PAGES = 1000000
 
 local PAGINATION_KEYS = { MaxItems = true, PageSize = true, StartingToken = true }
 
@@ -83,8 +89,13 @@ local function read_pagination_config(pc)
   return out
 end
 
-function _M.new(client)
-  return setmetatable({ client = client }, paginator_mt)
+--[[
+Makes a paginator. opts.max_pages caps the pages of one iteration
+(default DEFAULT_MAX_PAGES).
+]]
+function _M.new(client, opts)
+  local max_pages = opts and opts.max_pages or _M.DEFAULT_MAX_PAGES
+  return setmetatable({ client = client, max_pages = max_pages }, paginator_mt)
 end
 
 --[[
@@ -107,7 +118,7 @@ function paginator_mt:paginate(params)
   for k, v in pairs(params) do
     if k ~= "PaginationConfig" then kwargs[k] = v end
   end
-  local pages = setmetatable({ client = self.client, kwargs = kwargs }, pages_mt)
+  local pages = setmetatable({ client = self.client, kwargs = kwargs, max_pages = self.max_pages }, pages_mt)
   local cfg, err = read_pagination_config(params.PaginationConfig)
   if cfg then
     if cfg.page_size then kwargs[P.limit_key] = cfg.page_size end
@@ -133,20 +144,42 @@ local function keep_first(list, n)
   return out
 end
 
+local function fatal(message)
+  error(errors.new { code = "PaginationError", message = message }, 0)
+end
+
+--[[
+Requests one page. A failure is handed to the consumer with the resume
+token of exactly this page (where a new iteration would start it again);
+when the consumer calls again, the same page is requested again.
+]]
+local function fetch(self, kwargs, current, truncate)
+  while true do
+    local res, err = self.client:search_image_sets(kwargs)
+    if res then return res end
+    if err.code == "ParamValidationError" then error(err, 0) end
+    err.resume_token = token.encode(current, truncate > 0 and truncate or nil)
+    yield(FAILED, err)
+  end
+end
+
 --[[
 The body of the coroutine: boto3's PageIterator.__iter__, page by page.
-Runs inside the coroutine; raises the error object of a failed call.
+Runs inside the coroutine; raises only for errors that end the iteration.
 ]]
 local function produce(self)
-  local cfg, kwargs, client = self._cfg, self.kwargs, self.client
+  local cfg, kwargs = self._cfg, self.kwargs
   local max_items = cfg.max_items
   local current = kwargs[P.input_token]   -- the token that asked for this page
   local seen = {}
   if current then seen[current] = true end
-  local total, first = 0, true
+  local total, first, pages = 0, true, 0
   while true do
-    local res, err = client:search_image_sets(kwargs)
-    if not res then error(err, 0) end
+    pages = pages + 1
+    if pages > self.max_pages then
+      fatal("more than " .. self.max_pages .. " pages in one iteration; stopping (see max_pages)")
+    end
+    local res = fetch(self, kwargs, current, first and cfg.starting and cfg.truncate or 0)
     local starting_truncation = 0
     if first then
       first = false
@@ -176,10 +209,7 @@ local function produce(self)
       return
     end
     if seen[nt] then
-      error(errors.new {
-        code = "PaginationError",
-        message = "the service returned a next token already seen in this iteration; stopping instead of looping",
-      }, 0)
+      fatal("the service returned a next token already seen in this iteration; stopping instead of looping")
     end
     seen[nt] = true
     kwargs[P.input_token] = nt
@@ -189,7 +219,8 @@ end
 
 --[[
 Returns the next page, or nil when the iteration is over. Raises the error
-object of a failed request (pcall returns it whole).
+object of a failed request (pcall returns it whole); it carries
+resume_token, and calling again retries that same page.
 ]]
 local function next_page(self)
   if self._done then return nil end
@@ -216,6 +247,7 @@ local function next_page(self)
       return nil
     end
     if r[2] == PAGE then return r[3] end
+    if r[2] == FAILED then error(r[3], 0) end
     -- A yield that is not ours (a transport giving way): pass it up and
     -- hand the answer back down.
     r = pack(resume(co, yield(unpack(r, 2, r.n))))

@@ -6,12 +6,12 @@
 
 local model = require "healthimaging.model"
 local errors = require "healthimaging.errors"
+local time = require "healthimaging.time"
 
 local type = type
 local pairs = pairs
 local ipairs = ipairs
 local tostring = tostring
-local tonumber = tonumber
 local sort = table.sort
 local concat = table.concat
 local floor = math.floor
@@ -20,7 +20,6 @@ local mtype = math.type
 local tointeger = math.tointeger
 local utf8len = utf8.len
 local find = string.find
-local match = string.match
 local format = string.format
 
 local SHAPES = model.SHAPES
@@ -28,57 +27,6 @@ local SHAPES = model.SHAPES
 local _M = {}
 
 local fail = errors.validation
-
--- Days since 1970-01-01 of a proleptic Gregorian date (civil calendar
--- arithmetic; avoids os.time, which depends on the local time zone).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = floor(y / 400)
-  local yoe = y - era * 400
-  local mp = (m + 9) % 12
-  local doy = floor((153 * mp + 2) / 5) + d - 1
-  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
-  return era * 146097 + doe - 719468
-end
-
-local DAYS_IN_MONTH = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
-
---[[
-Parses an ISO-8601 date-time: YYYY-MM-DD, optionally followed by
-THH:MM, THH:MM:SS or THH:MM:SS.fff, then Z, +HH:MM or -HH:MM (none
-means UTC).
-Returns: epoch seconds (a number) or nil.
-]]
-function _M.parse_iso8601(s)
-  local y, mo, d, rest = match(s, "^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
-  if not y then return nil end
-  y, mo, d = tointeger(tonumber(y)), tointeger(tonumber(mo)), tointeger(tonumber(d))
-  if mo < 1 or mo > 12 or d < 1 or d > DAYS_IN_MONTH[mo] then return nil end
-  local secs = 0
-  if rest ~= "" then
-    local hh, mi, tail = match(rest, "^[Tt ](%d%d):(%d%d)(.*)$")
-    if not hh then return nil end
-    local ss, frac = 0, 0
-    local s2, tail2 = match(tail, "^:(%d%d)(.*)$")
-    if s2 then
-      ss, tail = tonumber(s2), tail2
-      local f, tail3 = match(tail, "^[.,](%d+)(.*)$")
-      if f then frac, tail = tonumber("0." .. f), tail3 end
-    end
-    hh, mi = tonumber(hh), tonumber(mi)
-    if hh > 23 or mi > 59 or ss > 60 then return nil end
-    local offset
-    if tail == "Z" or tail == "z" or tail == "" then
-      offset = 0
-    else
-      local sign, oh, om = match(tail, "^([+-])(%d%d):?(%d%d)$")
-      if not sign then return nil end
-      offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "+" and 1 or -1)
-    end
-    secs = hh * 3600 + mi * 60 + ss + frac - offset
-  end
-  return days_from_civil(y, mo, d) * 86400 + secs
-end
 
 -- Rounds epoch seconds to milliseconds, the precision of the JS SDK's Date
 -- and of what cjson's 14 significant digits carry for current epochs.
@@ -210,7 +158,7 @@ local function check_timestamp(_, value, path)
     end
     return to_millis(value)
   elseif type(value) == "string" then
-    local t = _M.parse_iso8601(value)
+    local t = time.parse_iso8601(value)
     if not t then
       return nil, fail(path, "must be epoch seconds or an ISO-8601 date-time such as 2024-01-31T12:00:00Z")
     end

@@ -186,23 +186,61 @@ describe("the search_image_sets paginator", function()
     assert.are.equal(3, #stub.requests)
   end)
 
-  it("raises the error object of a failed page, whole", function()
+  it("raises the error object of a failed page, whole, with the resume token of that page", function()
     local stub = fake_service(100, { script = {
       [2] = function()
         return 404, { ["x-amzn-errortype"] = "ResourceNotFoundException:http://x/", ["x-amzn-requestid"] = "r-2" },
           '{"message":"Datastore not found"}'
       end,
     } })
-    local pages = client_for(stub):get_paginator("search_image_sets"):paginate {
+    local c = assert(hi.client { region = "us-east-1", credentials = helpers.CREDENTIALS, transport = stub,
+                                 max_attempts = 1 })
+    local pages = c:get_paginator("search_image_sets"):paginate {
       datastoreId = ID, PaginationConfig = { PageSize = 10 } }
-    local seen = 0
-    local ok, err = pcall(function() for s in pages:items() do seen = seen + (s and 1 or 0) end end)
+    local seen = {}
+    local items = pages:items()
+    local ok, err = pcall(function() for s in items do seen[#seen + 1] = s.imageSetId end end)
     assert.is_false(ok)
-    assert.are.equal(10, seen)
+    assert.are.same(range_ids(1, 10), seen)
     assert.are.equal("ResourceNotFoundException", err.code)
     assert.are.equal(404, err.status)
     assert.are.equal("r-2", err.request_id)
-    assert.is_nil(pages(), "an iteration that failed stays finished")
+    assert.are.equal(python_tokens { { next = "t+/=10" } }[1], err.resume_token)
+
+    -- a new iteration started from the token goes on from that page
+    local again = collect(c:get_paginator("search_image_sets"):paginate {
+      datastoreId = ID, PaginationConfig = { PageSize = 10, StartingToken = err.resume_token } })
+    assert.are.same(range_ids(11, 100), again)
+
+    -- and so does the same iterator, when called again
+    for s in items do seen[#seen + 1] = s.imageSetId end
+    assert.are.same(range_ids(1, 100), seen)
+  end)
+
+  it("gives a failed first page of a resumed iteration the token it was resumed with", function()
+    local tok = python_tokens { { next = "t+/=5", amount = 2 } }[1]
+    local stub = fake_service(20, { script = { [1] = function() return 500, {}, "{}" end } })
+    local c = assert(hi.client { region = "us-east-1", credentials = helpers.CREDENTIALS, transport = stub,
+                                 max_attempts = 1 })
+    local pages = c:get_paginator("search_image_sets"):paginate {
+      datastoreId = ID, PaginationConfig = { PageSize = 5, StartingToken = tok } }
+    local ok, err = pcall(pages)
+    assert.is_false(ok)
+    assert.are.equal(500, err.status)
+    assert.are.equal(tok, err.resume_token)
+    assert.are.same(range_ids(8, 20), collect(pages))
+  end)
+
+  it("stops with a PaginationError after max_pages pages", function()
+    local stub = fake_service(100)
+    local pages = client_for(stub):get_paginator("search_image_sets", { max_pages = 3 }):paginate {
+      datastoreId = ID, PaginationConfig = { PageSize = 10 } }
+    local n = 0
+    local ok, err = pcall(function() for _ in pages do n = n + 1 end end)
+    assert.is_false(ok)
+    assert.are.equal("PaginationError", err.code)
+    assert.are.equal(3, n)
+    assert.are.equal(3, #stub.requests)
   end)
 
   it("raises a validation error for a bad PaginationConfig before sending anything", function()

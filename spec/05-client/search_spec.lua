@@ -337,7 +337,8 @@ describe("the error object", function()
 
   setup(function()
     emu = helpers.start_emulator()
-    client = helpers.client(emu)
+    -- one attempt: the answer of the service itself, not what retries make of it
+    client = helpers.client(emu, { max_attempts = 1 })
   end)
 
   teardown(function()
@@ -375,7 +376,8 @@ describe("the error object", function()
       assert.is_truthy(text:find("HTTP " .. status, 1, true))
       assert.is_falsy(text:find(helpers.CREDENTIALS.secret_access_key, 1, true))
       -- the next request is not affected
-      assert.is_table((client:search_image_sets { datastoreId = DS }))
+      local res2 = client:search_image_sets { datastoreId = DS }
+      assert.is_table(res2 and res2.imageSetsMetadataSummaries)
     end)
   end
 
@@ -403,12 +405,31 @@ describe("the error object", function()
     assert.are.equal(403, err.status)
   end)
 
-  it("reports a clock an hour off as an expired signature", function()
-    local c = helpers.client(emu, { clock = function() return os.time() - 3600 end })
-    local _, err = c:search_image_sets { datastoreId = DS }
+  it("corrects a clock an hour off from the server's Date header, and retries once", function()
+    local events = {}
+    local c = helpers.client(emu, { max_attempts = 1, clock = function() return os.time() - 3600 end,
+                                    debug = function(e) events[#events + 1] = e end })
+    local res, err = c:search_image_sets { datastoreId = DS }
     c:close()
+    assert.is_nil(err)
+    assert.is_table(res.imageSetsMetadataSummaries)
+    local retries = {}
+    for _, e in ipairs(events) do
+      if e.type == "retry" then retries[#retries + 1] = e.code end
+    end
+    assert.are.same({ "InvalidSignatureException" }, retries)
+  end)
+
+  it("reports an expired signature when the clock cannot be corrected", function()
+    local stub = helpers.stub_transport {
+      { status = 403, headers = { ["x-amzn-errortype"] = "InvalidSignatureException" },
+        body = '{"message":"Signature expired: 20200101T000000Z is now earlier than 20200101T000500Z"}' },
+    }
+    local c = assert(hi.client { region = "us-east-1", credentials = helpers.CREDENTIALS, transport = stub })
+    local _, err = c:search_image_sets { datastoreId = DS }
     assert.are.equal("InvalidSignatureException", err.code)
     assert.is_truthy(err.message:find("expired", 1, true))
+    assert.are.equal(1, #stub.requests)
   end)
 
   it("reports a refused connection as a retryable ConnectionError", function()

@@ -172,6 +172,15 @@ ROUTES = {
 }
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Clients that hang up early (timeouts, TLS failures) are part of the
+    tests: their resets are expected, not worth a traceback."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+            super().handle_error(request, client_address)
+
+
 def make_tls_server(tmp):
     """The same handler behind TLS with a fresh self-signed cert for IP 127.0.0.1."""
     openssl = shutil.which("openssl")
@@ -183,7 +192,7 @@ def make_tls_server(tmp):
                     "-subj", "/CN=healthimaging test",
                     "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietServer(("127.0.0.1", 0), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -194,7 +203,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="hi-http-spec-")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = QuietServer(("127.0.0.1", 0), Handler)
         tls, cert = make_tls_server(tmp)
         print(server.server_address[1])
         print("%d %s" % (tls.server_address[1], cert) if tls else "none", flush=True)
