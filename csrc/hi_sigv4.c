@@ -385,10 +385,12 @@ static int stage_query(strbuf *b, const char *q, size_t n) {
     }
     i++;  /* the '&', or past the end */
   }
-  /* The scratch buffer no longer moves: offsets become pointers. */
+  /* The scratch buffer no longer moves: offsets become pointers. A query
+  ** of empty parts only ("=") never allocated it, and NULL + 0 is
+  ** undefined behaviour: every part is then "". */
   for (k = 0; k < np; k++) {
-    params[k].name = scratch.p + params[k].noff;
-    params[k].value = scratch.p + params[k].voff;
+    params[k].name = scratch.p != NULL ? scratch.p + params[k].noff : "";
+    params[k].value = scratch.p != NULL ? scratch.p + params[k].voff : "";
   }
   if (np > 1) qsort(params, np, sizeof *params, qparam_cmp);
   for (k = 0; k < np; k++) {

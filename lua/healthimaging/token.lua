@@ -17,6 +17,9 @@ local find = string.find
 local concat = table.concat
 local tointeger = math.tointeger
 local utf8codes = utf8.codes
+local utf8len = utf8.len
+local match = string.match
+local gsub = string.gsub
 
 local _M = {}
 
@@ -98,17 +101,79 @@ function _M.encode(next_token, truncate)
 end
 
 --[[
-Decodes a starting token as boto3 does: base64 JSON first; otherwise the
-deprecated form "TOKEN___N" or a raw service token.
+Base64 as Python's base64.b64decode reads it without validate=True (what
+boto3's token decoder calls): bytes outside the alphabet (a line break, a
+space) are skipped, a '=' before the third character of a quad is skipped,
+and decoding stops once a quad's padding is complete. Returns nil where
+Python raises (a last quad of 1 character, or of 2-3 without its padding).
+]]
+local function b64decode_lenient(s)
+  local out, quad, pads, left = {}, 0, 0, 0
+  for i = 1, #s do
+    local c = byte(s, i)
+    if c == 61 then  -- '='
+      if quad >= 2 then
+        pads = pads + 1
+        if quad + pads >= 4 then return concat(out) end
+      end
+    else
+      local v = B64_INDEX[c]
+      if v then
+        pads = 0
+        if quad == 1 then
+          out[#out + 1] = char(((left << 2) | (v >> 4)) & 255)
+          v = v & 15
+        elseif quad == 2 then
+          out[#out + 1] = char(((left << 4) | (v >> 2)) & 255)
+          v = v & 3
+        elseif quad == 3 then
+          out[#out + 1] = char(((left << 6) | v) & 255)
+        end
+        left = v
+        quad = (quad + 1) % 4
+      end
+    end
+  end
+  if quad ~= 0 then return nil end
+  return concat(out)
+end
+
+--[[
+boto3's deprecated starting-token form, read as botocore does: the token
+split at each "___"; two parts whose second is an integer for Python's
+int() give (first part, that integer); two parts otherwise, or one, are the
+whole raw token; more parts are an error. The part "None" means no token.
+Returns: next_token, truncate, or nil, nil, message.
+]]
+local function decode_deprecated(s)
+  local at = find(s, "___", 1, true)
+  if not at then return s, 0 end
+  local head, tail = sub(s, 1, at - 1), sub(s, at + 3)
+  if find(tail, "___", 1, true) then
+    return nil, nil, "the starting token has more than one '___' (boto3: bad starting token)"
+  end
+  -- int(): blanks around, a sign, ASCII digits with single '_' between them.
+  local sign, digits = match(tail, "^%s*([+-]?)(%d[%d_]*)%s*$")
+  if not digits or find(digits, "__", 1, true) or find(digits, "_$") then return s, 0 end
+  if sign == "-" then return nil, nil, "the starting token has a negative truncate amount" end
+  return head ~= "None" and head or nil, tointeger(tonumber((gsub(digits, "_", ""))))
+end
+
+--[[
+Decodes a starting token as boto3 does: base64 (read leniently, as Python
+does) of the UTF-8 text of a JSON object first; otherwise the deprecated
+form "TOKEN___N" or a raw service token.
 Returns: next_token (string or nil), truncate (integer, 0 when none), or
 nil, nil, message for a token that cannot be used.
 ]]
 function _M.decode(s)
-  local raw = _M.base64_decode(s)
-  local t = raw and core.json_decode(raw, { boto_truncate_amount = true })
+  local raw = b64decode_lenient(s)
+  local t = raw and utf8len(raw) and find(raw, "^[ \t\n\r]*{")
+    and core.json_decode(raw, { boto_truncate_amount = true })
   if type(t) == "table" then
     local nt, amount = t.nextToken, t.boto_truncate_amount or 0
-    if (nt ~= nil and type(nt) ~= "string") or tointeger(amount) == nil or amount < 0 then
+    if (nt ~= nil and type(nt) ~= "string") or type(amount) ~= "number" or tointeger(amount) == nil
+        or amount < 0 then
       return nil, nil, "the starting token has a bad nextToken or boto_truncate_amount"
     end
     for k in pairs(t) do
@@ -119,11 +184,7 @@ function _M.decode(s)
     if nt == "None" then nt = nil end
     return nt, tointeger(amount)
   end
-  local head, n = s:match("^(.*)___(%d+)$")
-  if head then
-    return head ~= "None" and head or nil, tointeger(tonumber(n))
-  end
-  return s, 0
+  return decode_deprecated(s)
 end
 
 return _M

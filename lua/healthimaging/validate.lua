@@ -37,23 +37,22 @@ end
 
 local check -- forward: check(shape_name, value, path) -> normalized | nil, err
 
-local function sorted_keys(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = k end
-  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-  return keys
-end
-
--- Member lists in error messages are names from the model, never values.
+-- Member lists in error messages are names from the model, never values;
+-- keys are never passed to tostring (a table key's __tostring could raise).
 local function check_members(shape, value, path)
   if type(value) ~= "table" then
     return nil, fail(path, "must be a table (" .. shape.type .. "), got " .. type(value))
   end
-  local out, set = {}, {}
-  for _, k in ipairs(sorted_keys(value)) do
+  local keys = {}
+  for k in pairs(value) do
     if type(k) ~= "string" then
       return nil, fail(path, "has a key that is not a member name (" .. type(k) .. ")")
     end
+    keys[#keys + 1] = k
+  end
+  sort(keys)
+  local out, set = {}, {}
+  for _, k in ipairs(keys) do
     local member = shape.members[k]
     local sub = path == "" and k or (path .. "." .. k)
     if not member then return nil, fail(sub, "is not a member of this structure") end
@@ -95,7 +94,8 @@ local function check_list(shape, value, path)
   for k in pairs(value) do
     count = count + 1
     if mtype(k) ~= "integer" or k < 1 or k > n then
-      return nil, fail(path, "must be a list (a Lua sequence), but has the key " .. tostring(k))
+      return nil, fail(path, "must be a list (a Lua sequence), but has "
+        .. (type(k) == "number" and ("the key " .. tostring(k)) or ("a key of type " .. type(k))))
     end
   end
   if count ~= n then return nil, fail(path, "must be a list without holes") end
@@ -151,10 +151,18 @@ local function check_integer(shape, value, path)
   return i
 end
 
+-- Timestamps from year 1 to year 9999, the range ISO-8601 and the SDKs'
+-- date types can represent; outside it the millisecond form is not exact.
+local MIN_EPOCH, MAX_EPOCH = -62135596800, 253402300799
+
 local function check_timestamp(_, value, path)
   if type(value) == "number" then
     if value ~= value or value == huge or value == -huge then
       return nil, fail(path, "must be a finite number of epoch seconds")
+    end
+    if value < MIN_EPOCH or value > MAX_EPOCH then
+      return nil, fail(path, "must be between year 1 and year 9999 (epoch seconds "
+        .. MIN_EPOCH .. " to " .. MAX_EPOCH .. ")")
     end
     return to_millis(value)
   elseif type(value) == "string" then
