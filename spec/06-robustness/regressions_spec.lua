@@ -71,3 +71,36 @@ describe("parameters that pass a type check but cannot be sent", function()
     end)
   end
 end)
+
+describe("keys whose __tostring raises", function()
+  -- Noticed while fuzzing: validation sorted member keys with tostring, so a
+  -- table key whose __tostring raises escaped as InternalError (and as a bare
+  -- string from paginate). Keys are now checked by type, never printed.
+  local function evil_key()
+    return setmetatable({}, { __tostring = function() error("boom") end })
+  end
+
+  it("get a ParamValidationError from search_image_sets, sending nothing", function()
+    local client, stub = client_with_stub()
+    local res, err = client:search_image_sets { datastoreId = ID, searchCriteria = { [evil_key()] = 1 } }
+    assert.is_nil(res)
+    assert.equal("ParamValidationError", err.code)
+    assert.equal("searchCriteria", err.path)
+    assert.equal(0, #stub.requests)
+  end)
+
+  it("get a ParamValidationError from the paginator, in lists and PaginationConfig too", function()
+    local client, stub = client_with_stub()
+    local p = client:get_paginator("search_image_sets")
+    for _, params in ipairs {
+      { datastoreId = ID, searchCriteria = { filters = { [evil_key()] = 1 } } },
+      { datastoreId = ID, PaginationConfig = { [evil_key()] = 1 } },
+    } do
+      local pages = p:paginate(params)
+      local ok, err = pcall(pages)
+      assert.is_false(ok)
+      assert.equal("ParamValidationError", hi.is_error(err) and err.code)
+    end
+    assert.equal(0, #stub.requests)
+  end)
+end)
