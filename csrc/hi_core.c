@@ -1,12 +1,13 @@
 /*
 ** hi_core.c: entry point of healthimaging.core.
-** Builds the module table from the per-concern parts (SigV4, HTTP, JSON);
-** holds no state of its own.
+** Builds the module table from the per-concern parts (SigV4, HTTP, JSON,
+** processes); holds no state of its own.
 */
 #include "hi_core.h"
 #include "hi_sigv4.h"
 #include "hi_http.h"
 #include "hi_json.h"
+#include "hi_proc.h"
 
 /*
 ** Opening the module may raise (out of memory, cjson missing): that is a
@@ -19,5 +20,6 @@ HI_EXPORT int luaopen_healthimaging_core(lua_State *L) {
   hi_sigv4_open(L);
   hi_http_open(L);
   hi_json_open(L);
+  hi_proc_open(L);
   return 1;
 }
