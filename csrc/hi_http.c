@@ -1,8 +1,10 @@
 /*
-** hi_http.c: blocking HTTP/1.1 transport on one reused libcurl easy handle.
-** Each request: validate Lua arguments, run curl with no Lua calls, then
-** push (status, headers, body) or (nil, err). TLS verification is always on;
-** redirects are never followed; only http/https. Not reentrant per handle.
+** hi_http.c: HTTP/1.1 transport on one reused libcurl easy handle, driven
+** through a private multi handle so that a request can be started now and
+** finished later (the paginator's prefetch) on the same keep-alive
+** connection. Each call: validate Lua arguments, run curl with no Lua calls,
+** then push (status, headers, body) or (nil, err). TLS verification is always
+** on; redirects are never followed; only http/https. One transfer at a time.
 */
 #define _POSIX_C_SOURCE 200809L  /* nanosleep */
 
@@ -68,6 +70,15 @@ typedef struct hi_buf {
 
 typedef struct hi_http {
   CURL *curl;                       /* NULL once closed */
+  CURLM *multi;                     /* drives curl; owns the connection cache */
+  int added;                        /* curl is in multi */
+  int pending;                      /* a started request not yet finished */
+  int done;                         /* that transfer is over; result holds why */
+  CURLcode result;
+  lua_Integer ticket;               /* number of the latest started transfer */
+  long timeout_ms;                  /* budget of waiting per transfer */
+  long waited_ms;                   /* waited so far for the one in flight */
+  curl_off_t body_len;              /* bytes of request body to send */
   struct curl_slist *req_headers;   /* headers of the request in flight */
   hi_buf body;                      /* response body */
   hi_buf head;                      /* raw header lines of the final response */
@@ -125,12 +136,27 @@ static int buf_append(hi_buf *b, const char *p, size_t n, size_t max) {
   return 0;
 }
 
+/* Takes the easy handle out of the multi handle. An unfinished transfer
+** is abandoned: curl then closes its connection, since the rest of the
+** response would otherwise be read as the next one. */
+static void detach(hi_http *h) {
+  if (h->added) {
+    curl_multi_remove_handle(h->multi, h->curl);
+    h->added = 0;
+  }
+}
+
 /* Releases everything the handle owns; safe on a half-built or closed
 ** handle, so __gc, __close and close() all use it. */
 static void http_free(hi_http *h) {
   if (h->curl != NULL) {
+    detach(h);
     curl_easy_cleanup(h->curl);
     h->curl = NULL;
+  }
+  if (h->multi != NULL) {
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
   }
   curl_slist_free_all(h->req_headers);
   h->req_headers = NULL;
@@ -479,6 +505,7 @@ static void classify(hi_http *h, CURLcode rc, const char **code_out,
       break;
     case CURLE_COULDNT_CONNECT: case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE:
+    case CURLE_WEIRD_SERVER_REPLY:  /* a peer that did not speak HTTP: a broken connection */
       code = "ConnectionError"; retry = 1;
       break;
     case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_RESOLVE_PROXY:
@@ -587,26 +614,98 @@ static void push_headers(lua_State *L, hi_http *h) {
   }
 }
 
+/* Milliseconds of a monotonic clock, for the per-transfer time budget. */
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* True once the whole request, head and body, has been handed to the
+** socket: from then on the server can answer while Lua runs. */
+static int request_sent(hi_http *h) {
+  long head = 0;
+  curl_off_t up = 0;
+  curl_easy_getinfo(h->curl, CURLINFO_REQUEST_SIZE, &head);
+  curl_easy_getinfo(h->curl, CURLINFO_SIZE_UPLOAD_T, &up);
+  return head > 0 && up >= h->body_len;
+}
+
+#define UNTIL_SENT 1
+#define UNTIL_DONE 2
+
 /*
-** handle:request{ method=, url=, headers={{name, value}...}, body= }
-** -> status, headers, body | nil, err. Raises on misuse (messages name the
-** field) and on a closed handle; transfer failures are returned.
+** Runs the transfer in flight until it is over (UNTIL_DONE) or until its
+** request is fully sent (UNTIL_SENT). Only the time spent in here counts
+** against timeout_ms: curl's own CURLOPT_TIMEOUT would also count the time
+** between start and finish, when the caller is busy with the previous page
+** and the answer waits in the socket buffer. No Lua calls.
 */
-static int meth_request(lua_State *L) {
-  hi_http *h = check_open(L);
+static void drive(hi_http *h, int until) {
+  while (!h->done) {
+    int running = 0, left = 0;
+    long remaining;
+    double t0 = now_ms();
+    CURLMsg *msg;
+    CURLMcode mc = curl_multi_perform(h->multi, &running);
+    if (mc != CURLM_OK) {
+      h->result = (mc == CURLM_OUT_OF_MEMORY) ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
+      h->done = 1;
+      break;
+    }
+    while ((msg = curl_multi_info_read(h->multi, &left)) != NULL)
+      if (msg->msg == CURLMSG_DONE && msg->easy_handle == h->curl) {
+        h->result = msg->data.result;
+        h->done = 1;
+      }
+    if (h->done || (until == UNTIL_SENT && request_sent(h)))
+      break;
+    remaining = h->timeout_ms - h->waited_ms;
+    if (remaining <= 0) {
+      curl_off_t got = 0;
+      curl_easy_getinfo(h->curl, CURLINFO_SIZE_DOWNLOAD_T, &got);
+      snprintf(h->errbuf, sizeof(h->errbuf), "Operation timed out after %ld milliseconds with %"
+               CURL_FORMAT_CURL_OFF_T " bytes received", h->waited_ms, got);
+      h->result = CURLE_OPERATION_TIMEDOUT;
+      h->done = 1;
+      break;
+    }
+#if LIBCURL_VERSION_NUM >= 0x074200
+    mc = curl_multi_poll(h->multi, NULL, 0, remaining > 1000 ? 1000 : (int)remaining, NULL);
+#else
+    mc = curl_multi_wait(h->multi, NULL, 0, remaining > 1000 ? 1000 : (int)remaining, NULL);
+#endif
+    (void)mc;   /* a failed wait shows up in the next perform */
+    h->waited_ms += (long)(now_ms() - t0 + 0.5);
+  }
+}
+
+/* Forgets the request in flight: out of the multi handle, its headers
+** freed. An unfinished transfer's connection is closed by curl. */
+static void abandon(hi_http *h) {
+  detach(h);
+  h->pending = 0;
+  curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+  curl_slist_free_all(h->req_headers);
+  h->req_headers = NULL;
+}
+
+/*
+** Reads the request table at index 2 and starts its transfer, returning
+** once the request is sent (or the transfer is over). A transfer still in
+** flight on this handle is abandoned first. Raises on misuse (messages name
+** the field); transfer failures are kept for finish().
+*/
+static void begin(lua_State *L, hi_http *h) {
   const char *method, *url, *body = NULL;
   size_t method_len, url_len, body_len = 0;
   seen_headers seen = {0, 0, 0};
   CURLcode rc;
-  long status = 0;
-  int nret;
 
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   /* Start clean: the last request's leftovers are freed here or by __gc. */
-  curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-  curl_slist_free_all(h->req_headers);
-  h->req_headers = NULL;
+  abandon(h);
   buf_reset(&h->body);
   buf_reset(&h->head);
   h->too_large = h->oom = 0;
@@ -641,15 +740,41 @@ static int meth_request(lua_State *L) {
   if (!seen.content_type)
     add_header(L, h, "Content-Type:");
 
-  /* Phase 2: the transfer; no Lua API calls until it is over. */
+  /* Phase 2: start the transfer; no Lua API calls from here. */
+  h->ticket++;
+  h->pending = 1;
+  h->done = 0;
+  h->result = CURLE_OK;
+  h->waited_ms = 0;
+  h->body_len = (curl_off_t)body_len;
   rc = set_request(h, method, url, body, body_len);
-  if (rc == CURLE_OK)
-    rc = curl_easy_perform(h->curl);
+  if (rc == CURLE_OK) {
+    if (curl_multi_add_handle(h->multi, h->curl) == CURLM_OK)
+      h->added = 1;
+    else
+      rc = CURLE_OUT_OF_MEMORY;
+  }
+  if (rc != CURLE_OK) {
+    h->result = rc;
+    h->done = 1;
+  }
+  drive(h, UNTIL_SENT);
+}
+
+/*
+** Waits for the transfer in flight and pushes status, headers, body or
+** nil, err. Raises only on out of memory (the buffers stay with the
+** handle).
+*/
+static int collect(lua_State *L, hi_http *h) {
+  long status = 0;
+  CURLcode rc;
+  int nret;
+  drive(h, UNTIL_DONE);
+  rc = h->result;
   if (rc == CURLE_OK)
     rc = curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-  curl_slist_free_all(h->req_headers);
-  h->req_headers = NULL;
+  abandon(h);   /* the transfer is over: this keeps its connection */
 
   /* Phase 3: push; a raise here leaves the buffers to the handle. */
   if (rc != CURLE_OK) {
@@ -664,6 +789,73 @@ cleanup:
   buf_reset(&h->body);
   buf_reset(&h->head);
   return nret;
+}
+
+/*
+** handle:request{ method=, url=, headers={{name, value}...}, body= }
+** -> status, headers, body | nil, err. Raises on misuse (messages name the
+** field) and on a closed handle; transfer failures are returned.
+*/
+static int meth_request(lua_State *L) {
+  hi_http *h = check_open(L);
+  begin(L, h);
+  return collect(L, h);
+}
+
+/*
+** handle:start(req) -> ticket: sends the request (same table as request)
+** and returns once it is on the wire, so the answer can arrive while Lua
+** does something else; handle:finish(ticket) collects it. A transfer
+** already in flight is abandoned. Raises as request does.
+*/
+static int meth_start(lua_State *L) {
+  hi_http *h = check_open(L);
+  begin(L, h);
+  lua_pushinteger(L, h->ticket);
+  return 1;
+}
+
+/*
+** handle:finish(ticket) -> status, headers, body | nil, err, as request.
+** A ticket that is no longer in flight (finished, cancelled, or replaced by
+** a later start or request) gives nil, err with code RequestAbandoned and
+** nothing sent: the caller may send it again.
+*/
+static int meth_finish(lua_State *L) {
+  hi_http *h = check_open(L);
+  lua_Integer ticket = luaL_checkinteger(L, 2);
+  if (!h->pending || ticket != h->ticket) {
+    lua_pushnil(L);
+    lua_createtable(L, 0, 3);
+    lua_pushliteral(L, "RequestAbandoned");
+    lua_setfield(L, -2, "code");
+    lua_pushliteral(L, "the request is no longer in flight on this transport (finished, cancelled, "
+                       "or replaced by a later request)");
+    lua_setfield(L, -2, "message");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "retryable");
+    return 2;
+  }
+  return collect(L, h);
+}
+
+/*
+** handle:cancel([ticket]) -> boolean: abandons the transfer in flight (only
+** if it is ticket's, when given); true if there was one. Its connection is
+** closed unless the answer had fully arrived. Works on a closed handle.
+*/
+static int meth_cancel(lua_State *L) {
+  hi_http *h = check_http(L);
+  int any = lua_isnoneornil(L, 2);
+  lua_Integer ticket = any ? 0 : luaL_checkinteger(L, 2);
+  int hit = h->curl != NULL && h->pending && (any || ticket == h->ticket);
+  if (hit) {
+    abandon(h);
+    buf_reset(&h->body);
+    buf_reset(&h->head);
+  }
+  lua_pushboolean(L, hit);
+  return 1;
 }
 
 /* }====================================================== */
@@ -686,7 +878,7 @@ static CURLcode configure(hi_http *h, const hi_opts *o) {
   SETOPT(rc, c, CURLOPT_WRITEDATA, (void *)h);
   SETOPT(rc, c, CURLOPT_HEADERFUNCTION, on_header);
   SETOPT(rc, c, CURLOPT_HEADERDATA, (void *)h);
-  SETOPT(rc, c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
+  /* No CURLOPT_TIMEOUT_MS: drive() keeps the time budget (see there). */
   SETOPT(rc, c, CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
 #if LIBCURL_VERSION_NUM >= 0x075500
   SETOPT(rc, c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -730,12 +922,18 @@ static int l_http_new(lua_State *L) {
   h = (hi_http *)lua_newuserdata(L, sizeof(hi_http));
   memset(h, 0, sizeof(*h));
   h->max_response = o.max_response;
+  h->timeout_ms = o.timeout_ms;
   luaL_getmetatable(L, HI_HTTP_MT);
   lua_setmetatable(L, -2);
   /* From here the handle's __gc owns whatever gets allocated. */
   h->curl = curl_easy_init();
   if (h->curl == NULL)
     return luaL_error(L, "curl_easy_init failed");
+  h->multi = curl_multi_init();
+  if (h->multi == NULL) {
+    http_free(h);
+    return luaL_error(L, "curl_multi_init failed");
+  }
   rc = configure(h, &o);
   if (rc != CURLE_OK) {
     http_free(h);
@@ -801,6 +999,9 @@ static int meth_tostring(lua_State *L) {
 
 static const luaL_Reg meth[] = {
   {"request",    meth_request},
+  {"start",      meth_start},
+  {"finish",     meth_finish},
+  {"cancel",     meth_cancel},
   {"close",      meth_close},
   {"sleep",      meth_sleep},
   {"__gc",       meth_close},

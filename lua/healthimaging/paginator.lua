@@ -3,6 +3,9 @@
 -- resume token follow boto3 exactly, so tokens move between Python and Lua.
 -- The coroutine marks its own yields; any other yield (a non-blocking
 -- transport giving way to its scheduler) passes through to the host.
+-- With prefetch, the request for page k+1 is started before page k is handed
+-- over, in a second coroutine, on a transport that can start a request and
+-- finish it later (start/finish, as the libcurl one).
 
 local model = require "healthimaging.model"
 local errors = require "healthimaging.errors"
@@ -13,7 +16,6 @@ local type = type
 local pairs = pairs
 local ipairs = ipairs
 local error = error
-local tostring = tostring
 local setmetatable = setmetatable
 local getmetatable = getmetatable
 local tointeger = math.tointeger
@@ -21,6 +23,7 @@ local create = coroutine.create
 local resume = coroutine.resume
 local yield = coroutine.yield
 local costatus = coroutine.status
+local running = coroutine.running
 local pack = table.pack
 local unpack = table.unpack
 
@@ -39,6 +42,12 @@ local pages_mt = { __index = Pages, __name = "healthimaging.pages" }
 -- the error of a page that failed (the coroutine stays alive to retry it).
 local PAGE = setmetatable({}, { __name = "healthimaging.paginator.PAGE" })
 local FAILED = setmetatable({}, { __name = "healthimaging.paginator.FAILED" })
+-- Yielded by a prefetch coroutine once its request is on the wire.
+local STARTED = setmetatable({}, { __name = "healthimaging.paginator.STARTED" })
+
+-- The prefetch coroutines that are alive, each to its job (the transport
+-- and ticket of its request in flight); weak, so an abandoned one goes.
+local prefetching = setmetatable({}, { __mode = "k" })
 
 -- Pages an iteration may request before it stops with a PaginationError: a
 -- guard against a service that never stops sending new tokens.
@@ -65,7 +74,8 @@ local function read_pagination_config(pc)
   end
   for k in pairs(pc) do
     if not PAGINATION_KEYS[k] then
-      return nil, fail("PaginationConfig." .. tostring(k), "is not one of MaxItems, PageSize, StartingToken")
+      local name = type(k) == "string" and k or ("<" .. type(k) .. ">")
+      return nil, fail("PaginationConfig." .. name, "is not one of MaxItems, PageSize, StartingToken")
     end
   end
   local err
@@ -91,11 +101,38 @@ end
 
 --[[
 Makes a paginator. opts.max_pages caps the pages of one iteration
-(default DEFAULT_MAX_PAGES).
+(default DEFAULT_MAX_PAGES); opts.prefetch = true makes each iteration
+request the next page while the consumer handles the current one.
 ]]
 function _M.new(client, opts)
   local max_pages = opts and opts.max_pages or _M.DEFAULT_MAX_PAGES
-  return setmetatable({ client = client, max_pages = max_pages }, paginator_mt)
+  local prefetch = opts and opts.prefetch
+  if prefetch ~= nil and type(prefetch) ~= "boolean" then
+    error("bad argument #2 to 'get_paginator' (prefetch must be a boolean)", 3)
+  end
+  return setmetatable({ client = client, max_pages = max_pages, prefetch = prefetch == true }, paginator_mt)
+end
+
+--[[
+How the client hands a request to its transport. Inside a prefetch
+coroutine, with a transport that has start and finish, the request is
+started, the coroutine yields STARTED, and the answer is collected when the
+paginator resumes it (the consumer wants the page); a request replaced
+meanwhile by another one on the same transport is simply sent again.
+Everywhere else: t:request(req).
+]]
+function _M.send(t, req)
+  local job = prefetching[running()]
+  if not (job and t.start and t.finish) then return t:request(req) end
+  local ticket = t:start(req)
+  job.transport, job.ticket = t, ticket
+  yield(STARTED)
+  job.ticket = nil
+  local status, headers, body = t:finish(ticket)
+  if status == nil and type(headers) == "table" and headers.code == "RequestAbandoned" then
+    return t:request(req)
+  end
+  return status, headers, body
 end
 
 --[[
@@ -114,18 +151,35 @@ function paginator_mt:paginate(params)
   if type(params) ~= "table" then
     error("bad argument #1 to 'paginate' (table expected, got " .. type(params) .. ")", 2)
   end
+  local prefetch = self.prefetch
+  if params.prefetch ~= nil then
+    if type(params.prefetch) ~= "boolean" then
+      error("bad argument #1 to 'paginate' (field 'prefetch' must be a boolean)", 2)
+    end
+    prefetch = params.prefetch
+  end
   local kwargs = {}
   for k, v in pairs(params) do
-    if k ~= "PaginationConfig" then kwargs[k] = v end
+    if k ~= "PaginationConfig" and k ~= "prefetch" then kwargs[k] = v end
   end
   local pages = setmetatable({ client = self.client, kwargs = kwargs, max_pages = self.max_pages }, pages_mt)
-  local cfg, err = read_pagination_config(params.PaginationConfig)
-  if cfg then
-    if cfg.page_size then kwargs[P.limit_key] = cfg.page_size end
-    if cfg.starting then kwargs[P.input_token] = cfg.next_token end
-    local _
-    _, err = validate.search_image_sets(kwargs)
-  end
+  -- A transport given by the caller prefetches only if it can start a
+  -- request and finish it later; the libcurl one can.
+  local t = self.client.opts and self.client.opts.transport
+  pages._prefetch = prefetch and (t == nil or (t.start ~= nil and t.finish ~= nil))
+  -- No raise may escape as a bare string: anything unexpected while reading
+  -- the input becomes the error object the first step raises.
+  local ok, cfg, err = pcall(function()
+    local c, e = read_pagination_config(params.PaginationConfig)
+    if c then
+      if c.page_size then kwargs[P.limit_key] = c.page_size end
+      if c.starting then kwargs[P.input_token] = c.next_token end
+      local _
+      _, e = validate.search_image_sets(kwargs)
+    end
+    return c, e
+  end)
+  if not ok then cfg, err = nil, errors.from_raise(cfg) end
   pages._cfg, pages._err = cfg, err
   return pages
 end
@@ -149,13 +203,55 @@ local function fatal(message)
 end
 
 --[[
-Requests one page. A failure is handed to the consumer with the resume
-token of exactly this page (where a new iteration would start it again);
-when the consumer calls again, the same page is requested again.
+Starts the search for kwargs in a prefetch coroutine, which runs until its
+request is on the wire (or it is over). Returns the job that await() takes.
+Runs inside the paginator's coroutine; foreign yields pass up.
 ]]
-local function fetch(self, kwargs, current, truncate)
+local function launch(self, kwargs)
+  local client = self.client
+  local job = {}
+  job.co = create(function() return client:search_image_sets(kwargs) end)
+  prefetching[job.co] = job
+  local r = pack(resume(job.co))
+  while r[1] and costatus(job.co) ~= "dead" and r[2] ~= STARTED do
+    r = pack(resume(job.co, yield(unpack(r, 2, r.n))))
+  end
+  job.r = r
+  self._job = job
+  return job
+end
+
+-- Waits for a launched search: its res, or nil, err. Foreign yields pass up.
+local function await(self, job)
+  local r = job.r
+  while r[1] and costatus(job.co) ~= "dead" do
+    if r[2] == STARTED then
+      r = pack(resume(job.co))
+    else
+      r = pack(resume(job.co, yield(unpack(r, 2, r.n))))
+    end
+  end
+  prefetching[job.co] = nil
+  self._job = nil
+  if not r[1] then error(r[2], 0) end
+  return r[2], r[3]
+end
+
+--[[
+Requests one page (or takes the prefetched one, job). A failure is handed
+to the consumer with the resume token of exactly this page (where a new
+iteration would start it again); when the consumer calls again, the same
+page is requested again, without prefetch.
+]]
+local function fetch(self, kwargs, current, truncate, job)
   while true do
-    local res, err = self.client:search_image_sets(kwargs)
+    local res, err
+    if job then
+      res, err = await(self, job)
+      job = nil
+    else
+      res, err = self.client:search_image_sets(kwargs)
+    end
     if res then return res end
     if err.code == "ParamValidationError" then error(err, 0) end
     err.resume_token = token.encode(current, truncate > 0 and truncate or nil)
@@ -173,13 +269,14 @@ local function produce(self)
   local current = kwargs[P.input_token]   -- the token that asked for this page
   local seen = {}
   if current then seen[current] = true end
-  local total, first, pages = 0, true, 0
+  local total, first, pages, job = 0, true, 0, nil
   while true do
     pages = pages + 1
     if pages > self.max_pages then
       fatal("more than " .. self.max_pages .. " pages in one iteration; stopping (see max_pages)")
     end
-    local res = fetch(self, kwargs, current, first and cfg.starting and cfg.truncate or 0)
+    local res = fetch(self, kwargs, current, first and cfg.starting and cfg.truncate or 0, job)
+    job = nil
     local starting_truncation = 0
     if first then
       first = false
@@ -200,9 +297,18 @@ local function produce(self)
       yield(PAGE, res)
       return
     end
-    yield(PAGE, res)
-    total = total + n
     local nt = res[P.output_token]
+    -- Prefetch only a page that the loop below is sure to request next.
+    if self._prefetch and nt ~= nil and nt ~= "" and not seen[nt] and pages < self.max_pages
+        and not (max_items and total + n == max_items) then
+      local next_kwargs = {}
+      for k, v in pairs(kwargs) do next_kwargs[k] = v end
+      next_kwargs[P.input_token] = nt
+      job = launch(self, next_kwargs)
+    end
+    yield(PAGE, res)
+    if not job then nt = res[P.output_token] end   -- as boto3: read after the consumer had the page
+    total = total + n
     if nt == nil or nt == "" then return end
     if max_items and total == max_items then
       self.resume_token = token.encode(nt)
@@ -256,6 +362,21 @@ end
 
 pages_mt.__call = next_page
 
+--[[
+Ends the iteration early: the next call returns nil, and a prefetched
+request still in flight is abandoned (its connection closed unless the
+answer had fully arrived). Optional: without it, the next request on the
+same client abandons that request anyway.
+]]
+function Pages:close()
+  self._done = true
+  local job = self._job
+  self._job = nil
+  if job and job.transport and job.ticket and job.transport.cancel then
+    job.transport:cancel(job.ticket)
+  end
+end
+
 -- Iterates the image-set summaries across pages (MaxItems applies).
 function Pages:items()
   local page, i = nil, 0
@@ -279,15 +400,18 @@ concatenated, `sort` from the first page, and NextToken (the resume token)
 when MaxItems cut the iteration short.
 ]]
 function Pages:build_full_result()
-  local out, items = {}, nil
+  -- The items gathered so far live on the object: when a page fails, the
+  -- error is raised, and calling build_full_result again goes on from that
+  -- page and returns everything, nothing lost and nothing twice.
   for page in next_page, self do
     local list = page[RESULT_KEY]
     if list then
-      items = items or {}
+      local items = self._full_items or {}
+      self._full_items = items
       for i = 1, #list do items[#items + 1] = list[i] end
     end
   end
-  out[RESULT_KEY] = items
+  local out = { [RESULT_KEY] = self._full_items }
   for k, v in pairs(self._non_aggregate or {}) do out[k] = v end
   if self.resume_token then out.NextToken = self.resume_token end
   return out
