@@ -9,12 +9,14 @@ store and the search criteria.
 
 import base64
 import calendar
+import collections
 import hashlib
 import hmac
 import json
 import math
 import os
 import re
+import threading
 
 from . import DICOM_TAGS
 from .errors import ServiceError, validation
@@ -419,12 +421,42 @@ def summary(record):
     return out
 
 
-def search(store, criteria, max_results, next_token, codec):
-    """Run one SearchImageSets page -> the response document."""
+class OrderIndex:
+    """The ordered hits of recent criteria, so that paging through a large store does
+    not filter and sort it again for every page. The store never changes while served;
+    the most recently used INDEX_SIZE criteria are kept."""
+
+    INDEX_SIZE = 64
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._hits = collections.OrderedDict()
+
+    def hits(self, store, criteria):
+        key = (id(store), criteria.canonical)
+        with self._lock:
+            found = self._hits.get(key)
+            if found is not None:
+                self._hits.move_to_end(key)
+                return found
+        found = ordered([r for r in store.image_sets if all(_matches(r, f) for f in criteria.filters)],
+                        criteria.sort)
+        with self._lock:
+            self._hits[key] = found
+            while len(self._hits) > self.INDEX_SIZE:
+                self._hits.popitem(last=False)
+        return found
+
+
+def search(store, criteria, max_results, next_token, codec, index=None):
+    """Run one SearchImageSets page -> the response document (index: an OrderIndex)."""
     binding = TokenCodec.binding(store.datastore_id, criteria)
     offset = codec.decode(next_token, binding) if next_token is not None else 0
-    hits = [r for r in store.image_sets if all(_matches(r, f) for f in criteria.filters)]
-    hits = ordered(hits, criteria.sort)
+    if index is not None:
+        hits = index.hits(store, criteria)
+    else:
+        hits = ordered([r for r in store.image_sets if all(_matches(r, f) for f in criteria.filters)],
+                       criteria.sort)
     page = hits[offset:offset + max_results]
     response = {"imageSetsMetadataSummaries": [summary(r) for r in page]}
     if offset + max_results < len(hits):
@@ -436,5 +468,5 @@ def search(store, criteria, max_results, next_token, codec):
 
 # }====
 
-__all__ = ["parse_criteria", "parse_max_results", "search", "TokenCodec", "ServiceError",
+__all__ = ["parse_criteria", "parse_max_results", "search", "TokenCodec", "OrderIndex", "ServiceError",
            "ordered", "study_instant"]

@@ -1,14 +1,17 @@
 """HTTP front end: SearchImageSets (SigV4-checked) and the unsigned /_local control API.
 
 HTTP/1.1 with keep-alive, one thread per connection, Content-Length on every
-response. One log line per request on stderr: method, path without query, status,
-request id. Headers, bodies, tokens and tag values are never logged.
+response; https when given an SSLContext (the handshake happens in the connection's
+thread). Faults (faults.py) act here, before or after the answer is computed. One log
+line per request on stderr: method, path without query, status, request id. Headers,
+bodies, tokens and tag values are never logged.
 """
 
 import json
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -24,6 +27,14 @@ from .faults import FaultInjector, FaultRuleError, parse_rules
 
 MAX_BODY = 1024 * 1024
 IDLE_TIMEOUT = 60
+HANDSHAKE_TIMEOUT = 10
+# A refused request's unread body is drained for at most this long and this much
+# before the close, so the client reads the answer instead of a reset.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 * MAX_BODY
+HTML_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Service page</title></head>"
+             b"<body><h1>Please wait</h1><p>This page is not JSON (an injected fault).</p>"
+             b"</body></html>\n")
 ROUTE = re.compile(r"/datastore/([^/]*)/searchImageSets")
 
 
@@ -40,10 +51,12 @@ class Stats:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
 
-    def snapshot(self, faults_injected):
+    def snapshot(self, faults):
+        injected, by_kind = faults.counts()
         with self._lock:
             return {"requests": self.requests, "connections": self.connections,
-                    "apiConnections": self.api_connections, "faultsInjected": faults_injected}
+                    "apiConnections": self.api_connections, "faultsInjected": injected,
+                    "faultsByKind": by_kind}
 
 
 class App:
@@ -55,6 +68,7 @@ class App:
         self.faults = faults or FaultInjector()
         self.stats = Stats()
         self.codec = search_mod.TokenCodec()
+        self.index = search_mod.OrderIndex()
         self.clock = clock
         self._log = log or sys.stderr
         self._log_lock = threading.Lock()
@@ -69,7 +83,15 @@ class App:
 
 
 class _Drop(Exception):
-    """Close the connection without answering (a 'drop' fault)."""
+    """Close the connection without answering (a 'drop' or, with reset, a 'reset' fault)."""
+
+    def __init__(self, reset=False):
+        super().__init__()
+        self.reset = reset
+
+
+class _HandshakeFailed(Exception):
+    """The TLS handshake failed (already logged)."""
 
 
 class _BadBody(Exception):
@@ -78,6 +100,10 @@ class _BadBody(Exception):
 
 def _printable(text, limit=200):
     return "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:limit]
+
+
+def _json_bytes(doc):
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -91,13 +117,36 @@ class Handler(BaseHTTPRequestHandler):
         return self.server.app
 
     def setup(self):
-        super().setup()
+        self.app.stats.bump("connections")
         try:
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        context = self.server.tls_context
+        if context is not None:
+            # Here, in the connection's own thread: a slow or failing handshake
+            # never holds up the accept loop.
+            self.request.settimeout(HANDSHAKE_TIMEOUT)
+            try:
+                self.request = context.wrap_socket(self.request, server_side=True)
+            except (OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", None) or type(exc).__name__
+                self.app.log("tls handshake failed: %s" % _printable(str(reason), 80))
+                raise _HandshakeFailed() from None
+        super().setup()
         self._api_seen = False
-        self.app.stats.bump("connections")
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            if self.server.tls_context is not None:
+                # socketserver closes the plain socket it accepted, which the TLS
+                # wrapper took over: close the wrapper here.
+                try:
+                    self.request.close()
+                except OSError:
+                    pass
 
     # http.server's own logging prints request lines (with tokens): silence it.
     def log_message(self, format, *args):  # noqa: A002
@@ -111,30 +160,33 @@ class Handler(BaseHTTPRequestHandler):
 
     # {==== Responses ---------------------------------------------------------
 
-    def _send(self, status, doc, request_id, error_type=None, raw=None):
+    def _send(self, status, doc, request_id, error_type=None, raw=None,
+              content_type="application/json", body_bytes=None):
         """Write a whole JSON response (always with Content-Length) in one write.
 
         One write, not http.server's header-then-body pair: two small writes meet the
         client's delayed ACK (Nagle) and cost ~40 ms per response. Written by hand so
         that it also works where http.server keeps no header buffer (HTTP/0.9 errors).
+        body_bytes (a 'cut' fault) sends only that much of the body, Content-Length
+        still announcing all of it.
         """
-        body = raw if raw is not None else json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        body = raw if raw is not None else _json_bytes(doc)
         reason = self.responses.get(status, ("Error",))[0]
         headers = [
             "HTTP/1.1 %d %s" % (status, reason),
             "Server: %s" % self.server_version,
             "Date: %s" % self.date_time_string(),
-            "Content-Type: application/json",
+            "Content-Type: %s" % content_type,
             "Content-Length: %d" % len(body),
             "x-amzn-RequestId: %s" % request_id,
         ]
         if error_type:
             headers.append("x-amzn-ErrorType: %s" % error_type)
-        if self.close_connection:
+        if self.close_connection and body_bytes is None:
             headers.append("Connection: close")
         data = ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1")
         if getattr(self, "command", None) != "HEAD":
-            data += body
+            data += body if body_bytes is None else body[:body_bytes]
         self.wfile.write(data)
         return status
 
@@ -201,6 +253,7 @@ class Handler(BaseHTTPRequestHandler):
             except _BadBody as bad:
                 self.close_connection = True
                 status = self._send_error(validation(str(bad)), request_id)
+                self._linger()
                 return
             if raw_path.startswith("/_local/"):
                 status = self._control(raw_path, body, request_id)
@@ -213,14 +266,10 @@ class Handler(BaseHTTPRequestHandler):
                 status = self._api(raw_path, raw_query, body, request_id)
             except ServiceError as err:
                 status = self._send_error(err, request_id)
-            except _Drop:
-                self.close_connection = True
-                status = "dropped"
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        except (BrokenPipeError, ConnectionResetError):
+            except _Drop as drop:
+                status = "reset" if drop.reset else "dropped"
+                self._close_now(reset=drop.reset)
+        except OSError:   # the client went away (also TLS errors and timeouts)
             self.close_connection = True
             status = "client-gone"
         except Exception as exc:  # never crash a connection thread; never log values
@@ -248,11 +297,19 @@ class Handler(BaseHTTPRequestHandler):
                      self.headers.items(), body, app.credentials, now=app.clock(),
                      service=SERVICE_SIGNING_NAME, normalize=True)
         fault = app.faults.take()
-        if fault is not None:
-            result = self._apply_fault(fault, request_id)
-            if result is not None:
-                return result
+        if fault is not None and fault.before:
+            self._fault_before(fault)
+        try:
+            status, doc, error_type = 200, self._search(match, raw_query, body), None
+        except ServiceError as err:
+            status, doc, error_type = err.status, {"message": err.message}, err.error_type
+        if fault is not None and not fault.before:
+            return self._fault_after(fault, status, doc, error_type, request_id)
+        return self._send(status, doc, request_id, error_type)
 
+    def _search(self, match, raw_query, body):
+        """The SearchImageSets answer document; raises ServiceError."""
+        app = self.app
         datastore_id = unquote(match.group(1), errors="replace")
         if not re.fullmatch(ID_PATTERN, datastore_id):
             raise validation("1 validation error detected: Value at 'datastoreId' failed to satisfy "
@@ -277,21 +334,68 @@ class Handler(BaseHTTPRequestHandler):
         criteria = search_mod.parse_criteria(body)
         if datastore_id != app.store.datastore_id:
             raise ServiceError("ResourceNotFoundException", "The requested data store does not exist.")
-        result = search_mod.search(app.store, criteria, max_results, next_token, app.codec)
-        return self._send(200, result, request_id)
+        return search_mod.search(app.store, criteria, max_results, next_token, app.codec,
+                                 index=app.index)
 
-    def _apply_fault(self, fault, request_id):
-        """Act on a fault rule; return a status when the response was sent, else None."""
-        if fault.kind == "error":
-            raise ServiceError(fault.code, fault.message, fault.status)
+    def _fault_before(self, fault):
+        """Faults that act instead of the answer (raise) or before it (delay)."""
         if fault.kind == "delay":
             time.sleep(fault.delay_ms / 1000.0)
-            return None
-        if fault.kind == "drop":
-            raise _Drop()
+        elif fault.kind in ("drop", "reset"):
+            raise _Drop(reset=fault.kind == "reset")
+        else:   # error, throttle, internal, unavailable
+            raise ServiceError(fault.code, fault.message, fault.status)
+
+    def _fault_after(self, fault, status, doc, error_type, request_id):
+        """Faults that spoil the computed answer; returns the status for the log."""
+        body = _json_bytes(doc)
+        if fault.kind == "cut":
+            # Headers promise the whole body; part of it comes, then the close.
+            sent = len(body) // 2 if fault.cut_bytes is None else min(fault.cut_bytes, len(body) - 1)
+            self._send(status, None, request_id, error_type, raw=body, body_bytes=max(sent, 0))
+            self._close_now()
+            return "cut"
+        if fault.kind == "truncated":
+            return self._send(status, None, request_id, error_type, raw=body[:len(body) // 2])
         if fault.kind == "malformed":
-            return self._send(200, None, request_id, raw=b'{"imageSetsMetadataSummaries": [{"imageSetId": ')
-        return None
+            # Complete and well framed, but not JSON: a stray comma after the first '{'.
+            return self._send(status, None, request_id, error_type, raw=b"{," + body[1:])
+        if fault.body == "json":   # content_type
+            return self._send(status, None, request_id, error_type, raw=body,
+                              content_type="text/html; charset=utf-8")
+        return self._send(status, None, request_id, None, raw=HTML_PAGE,
+                          content_type="text/html; charset=utf-8")
+
+    def _close_now(self, reset=False):
+        """Ends the connection at once: FIN after what was sent, or RST with reset."""
+        self.close_connection = True
+        try:
+            if reset:
+                # Linger 0, then the real close (rfile holds the socket open until
+                # it is closed too; wfile does not): the kernel sends RST, not FIN.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.rfile.close()
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _linger(self):
+        """After refusing a request whose body was not read: stop writing, then drain
+        what the client still sends (bounded), so it sees the answer, not a reset."""
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(0.2)
+            end, drained = time.monotonic() + LINGER_SECONDS, 0
+            while time.monotonic() < end and drained < LINGER_BYTES:
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except (OSError, ValueError):
+            pass
 
     # }====
 
@@ -301,10 +405,11 @@ class Handler(BaseHTTPRequestHandler):
         app = self.app
         try:
             if raw_path == "/_local/stats" and self.command == "GET":
-                return self._send(200, app.stats.snapshot(app.faults.injected), request_id)
+                return self._send(200, app.stats.snapshot(app.faults), request_id)
             if raw_path == "/_local/faults":
                 if self.command == "GET":
-                    return self._send(200, {"rules": app.faults.pending()}, request_id)
+                    return self._send(200, {"rules": app.faults.pending(),
+                                            "standing": app.faults.standing()}, request_id)
                 if self.command == "DELETE":
                     return self._send(200, {"cleared": app.faults.clear()}, request_id)
                 if self.command == "POST":
@@ -315,7 +420,7 @@ class Handler(BaseHTTPRequestHandler):
                         reason = str(exc) if isinstance(exc, FaultRuleError) else "body is not JSON"
                         raise validation("Invalid fault rule: %s" % reason) from None
                     queued = app.faults.add(rules)
-                    return self._send(200, {"queued": queued,
+                    return self._send(200, {"queued": queued, "standing": len(app.faults.standing()),
                                             "rules": [r.describe() for r in rules]}, request_id)
             raise ServiceError("UnknownOperationException",
                                "Unknown control endpoint: use GET /_local/stats, or GET, POST, "
@@ -333,17 +438,23 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request, client_address):
         # socketserver would print a traceback; exception texts may quote request data.
-        self.app.log("connection error: %s" % sys.exc_info()[0].__name__)
+        kind = sys.exc_info()[0]
+        if kind is not _HandshakeFailed:
+            self.app.log("connection error: %s" % kind.__name__)
 
-    def __init__(self, address, app):
+    def __init__(self, address, app, tls_context=None):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.app = app
+        self.tls_context = tls_context
 
 
-def serve(app, host, port, out=None, ready=None):
-    """Bind, print the 'listening on' line, serve until SIGTERM/SIGINT; return 0."""
+def serve(app, host, port, out=None, ready=None, tls_context=None):
+    """Bind, print the 'listening on' line, serve until SIGTERM/SIGINT; return 0.
+
+    With tls_context (an ssl.SSLContext), the server speaks https only.
+    """
     out = out or sys.stdout
     stop = threading.Event()
 
@@ -354,13 +465,14 @@ def serve(app, host, port, out=None, ready=None):
     # read still ends the process cleanly.
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server = Server((host, port), app)
+        server = Server((host, port), app, tls_context)
     except BaseException:
         for sig, handler in old.items():
             signal.signal(sig, handler)
         raise
     shown_host = "[%s]" % host if ":" in host else host
-    out.write("listening on http://%s:%d\n" % (shown_host, server.server_address[1]))
+    scheme = "https" if tls_context is not None else "http"
+    out.write("listening on %s://%s:%d\n" % (scheme, shown_host, server.server_address[1]))
     out.flush()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="healthimaging-local", daemon=True)
