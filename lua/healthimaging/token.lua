@@ -168,9 +168,13 @@ nil, nil, message for a token that cannot be used.
 ]]
 function _M.decode(s)
   local raw = b64decode_lenient(s)
-  local t = raw and utf8len(raw) and find(raw, "^[ \t\n\r]*{")
-    and core.json_decode(raw, { boto_truncate_amount = true })
-  if type(t) == "table" then
+  local t = raw and utf8len(raw) and core.json_decode(raw, { boto_truncate_amount = true })
+  -- boto3 reads a JSON list as a raw token, and fails on any other value
+  -- (null included, which json_decode answers with nil).
+  if (t ~= nil and not find(raw, "^[ \t\n\r]*[{[]")) or (raw and find(raw, "^[ \t\n\r]*null[ \t\n\r]*$")) then
+    return nil, nil, "the starting token is base64 JSON that is not an object"
+  end
+  if type(t) == "table" and find(raw, "^[ \t\n\r]*{") then
     local nt, amount = t.nextToken, t.boto_truncate_amount or 0
     if (nt ~= nil and type(nt) ~= "string") or type(amount) ~= "number" or tointeger(amount) == nil
         or amount < 0 then
