@@ -5,7 +5,8 @@
 set -eu
 
 PACKAGES="build-essential pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted lua-check
-libcurl4-openssl-dev libssl-dev python3 python3-pydicom python3-botocore python3-boto3 ca-certificates"
+libcurl4-openssl-dev libssl-dev openssl python3 python3-pydicom python3-botocore python3-boto3 ca-certificates
+clang libclang-rt-14-dev llvm valgrind"
 
 missing=""
 for p in $PACKAGES; do
@@ -13,6 +14,12 @@ for p in $PACKAGES; do
     missing="$missing $p"
   fi
 done
+# Node.js and npm run the JS SDK of `make conformance` (peers/). Checked by
+# command: a NodeSource nodejs package carries its own npm, and Debian's npm
+# package would conflict with it.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing="$missing nodejs npm"
+fi
 
 if [ -z "$missing" ]; then
   exit 0

@@ -186,4 +186,127 @@ function _M.run(cmd)
   return code, out, err
 end
 
+--[[
+Starts `bin/healthimaging-local serve-identity` (local STS, container
+credentials and IMDS) on a free loopback port.
+Input: args, its flags (a string; --issue is required).
+Returns: { url, pid, stop(), events() } (events: what it was asked, from
+GET /_identity/log). Raises when it does not start.
+]]
+function _M.start_identity(args)
+  local log = os.tmpname()
+  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local serve-identity --port 0 "
+    .. args .. " 2>" .. _M.shell_quote(log))
+  local h = assert(io.popen(cmd, "r"))
+  local pid = h:read("l")
+  local line = h:read("l")
+  local url = line and line:match("^listening on (http://[%d%.]+:%d+)$")
+  if not url then
+    h:close()
+    error("serve-identity did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
+  end
+  local srv = { url = url, pid = pid, log = log }
+  function srv.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    h:close()
+    os.remove(log)
+  end
+  function srv.events()
+    local _, doc = _M.control(srv, "GET", "/_identity/log")
+    return doc.events or {}, doc.issued
+  end
+  return srv
+end
+
+-- Every environment variable the library reads that changes where
+-- credentials, region or endpoints come from.
+_M.AWS_VARIABLES = {
+  "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE",
+  "AWS_SHARED_CREDENTIALS_FILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+  "AWS_SECURITY_TOKEN", "AWS_CREDENTIAL_EXPIRATION", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
+  "AWS_ROLE_SESSION_NAME", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_DISABLED",
+  "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "AWS_EC2_METADATA_V1_DISABLED",
+  "AWS_METADATA_SERVICE_TIMEOUT", "AWS_METADATA_SERVICE_NUM_ATTEMPTS", "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_MEDICAL_IMAGING", "AWS_ENDPOINT_URL_STS", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+  "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_DISABLE_HOST_PREFIX_INJECTION",
+  "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE", "AWS_CA_BUNDLE",
+}
+
+--[[
+Runs fn (through with_env) in an environment that has none of the AWS
+variables above and no proxy, no shared files (AWS_CONFIG_FILE and
+AWS_SHARED_CREDENTIALS_FILE point at nothing) and IMDS disabled, with vars
+laid over it (false unsets). Nothing of the machine's own AWS setup leaks in.
+]]
+function _M.with_aws_env(vars, fn)
+  local all = {}
+  for _, name in ipairs(_M.AWS_VARIABLES) do all[name] = false end
+  for _, name in ipairs { "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy" } do
+    all[name] = false
+  end
+  all.AWS_CONFIG_FILE = "/nonexistent/healthimaging-spec/config"
+  all.AWS_SHARED_CREDENTIALS_FILE = "/nonexistent/healthimaging-spec/credentials"
+  all.AWS_EC2_METADATA_DISABLED = "true"
+  for k, v in pairs(vars or {}) do all[k] = v end
+  return _M.with_env(all, fn)
+end
+
+--[[
+A transport that passes every request to a real libcurl handle and keeps
+the access key id each one was signed with (from the Authorization
+header's Credential=): with an emulator that accepts only known
+credentials, an accepted request then shows exactly which identity signed it.
+]]
+function _M.key_recorder()
+  local core = require "healthimaging.core"
+  local real = core.http_new { timeout = 10 }
+  local t = { keys = {} }
+  function t.request(_, req)
+    for _, h in ipairs(req.headers) do
+      if h[1]:lower() == "authorization" then
+        t.keys[#t.keys + 1] = h[2]:match("Credential=([^/]+)/")
+      end
+    end
+    return real:request(req)
+  end
+  function t.close() real:close() end
+  return t
+end
+
+--[[
+Starts `bin/healthimaging-local serve --https` on a free loopback port, its
+test CA written to a fresh folder.
+Input: opts = { data = path, args = "extra flags" }.
+Returns: { url = "https://127.0.0.1:PORT", ca = the CA certificate's path,
+pid, stop() }. Raises when the emulator does not start.
+]]
+function _M.start_https_emulator(opts)
+  opts = opts or {}
+  local data = opts.data or _M.DATA
+  assert(exists(data), "test data " .. data .. " is missing: run `make test` (it imports the demo DICOM files)")
+  local dir = os.tmpname()
+  os.remove(dir)
+  local log = os.tmpname()
+  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local serve --https --tls-dir "
+    .. _M.shell_quote(dir) .. " --data " .. _M.shell_quote(data) .. " --port 0 " .. (opts.args or "")
+    .. " 2>" .. _M.shell_quote(log))
+  local h = assert(io.popen(cmd, "r"))
+  local pid = h:read("l")
+  local line = h:read("l")
+  local url = line and line:match("^listening on (https://[%d%.]+:%d+)$")
+  if not url then
+    h:close()
+    error("the https emulator did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
+  end
+  local emu = { url = url, pid = pid, log = log, ca = dir .. "/ca.pem" }
+  function emu.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    h:close()
+    os.remove(log)
+    os.execute("rm -rf " .. _M.shell_quote(dir))
+  end
+  return emu
+end
+
 return _M

@@ -9,6 +9,7 @@ local core = require "healthimaging.core"
 local model = require "healthimaging.model"
 local errors = require "healthimaging.errors"
 local config = require "healthimaging.config"
+local credentials = require "healthimaging.credentials"
 local validate = require "healthimaging.validate"
 local request = require "healthimaging.request"
 local paginator = require "healthimaging.paginator"
@@ -37,7 +38,8 @@ local USER_AGENT = "healthimaging-lua/" .. core._VERSION
 
 -- Options a client accepts; anything else is a typo worth an error.
 local OPTIONS = {
-  region = "string", endpoint_url = "string", credentials = "table", profile = "string",
+  region = "string", endpoint_url = "string", credentials = "table|function", profile = "string",
+  use_fips_endpoint = "boolean", use_dualstack_endpoint = "boolean",
   timeout = "number", connect_timeout = "number", transport = "table", clock = "function",
   disable_host_prefix_injection = "boolean", ca_bundle = "string", proxy = "string",
   max_attempts = "number", retry_mode = "string", debug = "function",
@@ -62,10 +64,10 @@ function _M.new(opts)
     if not want then
       return nil, errors.new { code = "InvalidClientOption", message = "unknown client option '" .. tostring(k) .. "'" }
     end
-    if type(v) ~= want then
+    if not string.find("|" .. want .. "|", "|" .. type(v) .. "|", 1, true) then
       return nil, errors.new {
         code = "InvalidClientOption",
-        message = "client option '" .. k .. "' must be a " .. want .. ", got " .. type(v),
+        message = "client option '" .. k .. "' must be a " .. want:gsub("|", " or ") .. ", got " .. type(v),
       }
     end
   end
@@ -93,7 +95,7 @@ local function resolve_endpoint(self)
   local region, err = config.region(self.opts, function() return profile(self) end)
   if not region then return nil, err end
   local ep
-  ep, err = config.endpoint(self.opts, region)
+  ep, err = config.endpoint(self.opts, region, function() return profile(self) end)
   if not ep then return nil, err end
   self._region, self._endpoint = region, ep
   return ep
@@ -157,6 +159,27 @@ local function redacted(headers)
 end
 
 --[[
+Checks the shape of a decoded success answer: an object with the required
+list of summaries (each an object), and a string token if any. A body that
+is not one must never pass for an empty last page, which would end a scan
+silently. Returns: nil when it is fine, else what is wrong.
+]]
+local RESULT_KEY = model.PAGINATOR.result_key
+
+local function response_problem(res, derr)
+  if type(res) ~= "table" then return "not JSON" .. (derr and (" (" .. derr .. ")") or "") end
+  if res[1] ~= nil then return "a JSON array, not an object" end
+  local list = res[RESULT_KEY]
+  if type(list) ~= "table" then return "no " .. RESULT_KEY .. " list" end
+  for i = 1, #list do
+    if type(list[i]) ~= "table" then return RESULT_KEY .. "[" .. i .. "] is not an object" end
+  end
+  local nt = res[model.PAGINATOR.output_token]
+  if nt ~= nil and type(nt) ~= "string" then return "nextToken is not a string" end
+  return nil
+end
+
+--[[
 Signs and sends one attempt, then parses the answer.
 Returns: the typed response table, or nil, err.
 ]]
@@ -181,9 +204,10 @@ local function attempt(self, wire, ep, creds)
     emit(self, { type = "request", method = wire.method, url = url, headers = redacted(headers),
                  body_bytes = #wire.body })
   end
-  local status, rheaders, body = transport(self):request {
+  -- paginator.send is t:request, except in a prefetch (see there).
+  local status, rheaders, body = paginator.send(transport(self), {
     method = wire.method, url = url, headers = headers, body = wire.body,
-  }
+  })
   if not status then
     local terr = rheaders
     if not errors.is_error(terr) then terr = errors.new(terr) end
@@ -195,16 +219,16 @@ local function attempt(self, wire, ep, creds)
   end
   if status >= 200 and status < 300 then
     local res, derr = core.json_decode(body, model.INTEGER_KEYS)
-    if type(res) ~= "table" then
+    local bad = response_problem(res, derr)
+    if bad then
       return nil, errors.new {
         code = "ResponseParserError",
-        message = "the response body is not a JSON object" .. (derr and (": " .. derr) or ""),
+        message = "the response body is not a SearchImageSets answer: " .. bad,
         status = status,
         request_id = rheaders["x-amzn-requestid"],
         retryable = true,
       }
     end
-    if res[model.PAGINATOR.result_key] == nil then res[model.PAGINATOR.result_key] = {} end
     return res
   end
   local decoded = core.json_decode(body or "")
@@ -223,17 +247,35 @@ local function correct_skew(self, err)
   return true
 end
 
+-- The credential chain of this client (healthimaging.credentials), made on
+-- first use; it caches and refreshes the credentials it finds.
+local function credential_resolver(self)
+  if not self._credentials then
+    local opts = self.opts
+    local p = function() return profile(self) end
+    self._credentials = credentials.new {
+      opts = opts, profile = p,
+      region = function() return self._region or config.region(opts, p) end,
+      now = function() return opts.clock and opts.clock() or os_time() end,
+      sleep = function(seconds) return sleep(self, seconds) end,
+      ca_bundle = function() return config.ca_bundle(opts, p) end,
+      proxy = function(scheme, host) return config.proxy(opts, scheme, host) end,
+    }
+  end
+  return self._credentials
+end
+
 --[[
 Sends a wire request with the client's retry policy: every attempt signed
-afresh, backoff between attempts, one more attempt after a clock-skew
-correction.
+afresh, backoff between attempts, an immediate attempt after a clock-skew
+correction (within max_attempts).
 Returns: the typed response table, or nil, err (err.attempts tells how many).
 ]]
 local function send(self, wire)
   local ep, err = resolve_endpoint(self)
   if not ep then return nil, err end
   local creds
-  creds, err = config.credentials(self.opts, function() return profile(self) end)
+  creds, err = credential_resolver(self):get()
   if not creds then return nil, err end
   local r
   r, err = retryer(self)
@@ -252,7 +294,9 @@ local function send(self, wire)
     end
     err.attempts = n
     local delay, spent
-    if not skew_retried and correct_skew(self, err) then
+    -- The offset is learnt in any case; the retry it allows is an attempt
+    -- like any other, within max_attempts (as the JS SDK counts it).
+    if not skew_retried and correct_skew(self, err) and n < r.max_attempts then
       skew_retried, delay = true, 0
     else
       delay, spent = r:retry_delay(err, n)  -- spent: the quota taken, or why not

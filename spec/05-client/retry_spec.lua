@@ -208,3 +208,45 @@ describe("the debug hook", function()
     assert.is_truthy(text:find("<redacted>", 1, true))
   end)
 end)
+
+describe("a success answer of the wrong shape", function()
+  -- Never read as an empty last page, which would end a scan silently.
+  for _, case in ipairs {
+    { "a JSON array", '[{"imageSetId":"x"}]' },
+    { "an object without the summaries", '{"nextToken":"t"}' },
+    { "summaries that are not a list of objects", '{"imageSetsMetadataSummaries":[1,2]}' },
+    { "a token that is not a string", '{"imageSetsMetadataSummaries":[],"nextToken":5}' },
+    { "JSON null", "null" },
+  } do
+    it("is a retryable ResponseParserError when the body is " .. case[1], function()
+      local c, stub = client({ { status = 200, body = case[2] }, { status = 200, body = case[2] },
+                               { status = 200, body = case[2] } })
+      local res, err = c:search_image_sets { datastoreId = ID }
+      assert.is_nil(res)
+      assert.are.equal("ResponseParserError", err.code)
+      assert.is_true(err.retryable)
+      assert.are.equal(3, #stub.requests)
+    end)
+  end
+end)
+
+describe("build_full_result after a failed page", function()
+  it("goes on from that page when called again, losing nothing", function()
+    local page = function(ids, nt)
+      local items = {}
+      for i, id in ipairs(ids) do items[i] = '{"imageSetId":"' .. id .. '"}' end
+      return { status = 200, body = '{"imageSetsMetadataSummaries":[' .. table.concat(items, ",") .. ']'
+        .. (nt and (',"nextToken":"' .. nt .. '"') or "") .. '}' }
+    end
+    local c = client({ page({ "a", "b" }, "t1"), fault("InternalServerException", 500), page({ "c" }) },
+      { max_attempts = 1 })
+    local pages = c:get_paginator("search_image_sets"):paginate { datastoreId = ID }
+    local ok, err = pcall(pages.build_full_result, pages)
+    assert.is_false(ok)
+    assert.are.equal("InternalServerException", err.code)
+    local full = pages:build_full_result()
+    local ids = {}
+    for i, s in ipairs(full.imageSetsMetadataSummaries) do ids[i] = s.imageSetId end
+    assert.are.same({ "a", "b", "c" }, ids)
+  end)
+end)

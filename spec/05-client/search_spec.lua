@@ -407,7 +407,7 @@ describe("the error object", function()
 
   it("corrects a clock an hour off from the server's Date header, and retries once", function()
     local events = {}
-    local c = helpers.client(emu, { max_attempts = 1, clock = function() return os.time() - 3600 end,
+    local c = helpers.client(emu, { max_attempts = 2, clock = function() return os.time() - 3600 end,
                                     debug = function(e) events[#events + 1] = e end })
     local res, err = c:search_image_sets { datastoreId = DS }
     c:close()
@@ -418,6 +418,18 @@ describe("the error object", function()
       if e.type == "retry" then retries[#retries + 1] = e.code end
     end
     assert.are.same({ "InvalidSignatureException" }, retries)
+  end)
+
+  -- As the JS SDK does (make conformance): the corrected retry is an attempt.
+  it("with max_attempts = 1, learns the clock offset but makes no second attempt", function()
+    local c = helpers.client(emu, { max_attempts = 1, clock = function() return os.time() - 3600 end })
+    local _, err = c:search_image_sets { datastoreId = DS }
+    assert.are.equal("InvalidSignatureException", err.code)
+    assert.are.equal(1, err.attempts)
+    local res, err2 = c:search_image_sets { datastoreId = DS }
+    c:close()
+    assert.is_nil(err2)
+    assert.is_table(res.imageSetsMetadataSummaries)
   end)
 
   it("reports an expired signature when the clock cannot be corrected", function()
