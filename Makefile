@@ -18,6 +18,9 @@ LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BUILD ?= build
 PYTHON ?= /usr/bin/python3
 CC ?= cc
+# Recipes that pipe into tee must still fail when the runner fails.
+SHELL = /bin/bash
+.SHELLFLAGS = -o pipefail -c
 
 WARN = -Wall -Wextra -Werror -pedantic -Wshadow -Wpointer-arith -Wcast-qual \
        -Wwrite-strings -Wstrict-prototypes -Wmissing-prototypes -Wundef \
@@ -34,6 +37,10 @@ SO = $(BUILD)/healthimaging/core.so
 
 BUSTED = $(LUA) /usr/bin/busted
 
+# The JS SDK for conformance and bench: peers/ (npm ci, as the lock pins it).
+PEERS_SDK = peers/node_modules/@aws-sdk/client-medical-imaging
+PEERS_STAMP = peers/node_modules/.installed-from-lock
+
 # The demo and test data: the real DICOM files of Debian's python3-pydicom.
 DEMO_DIR = $(BUILD)/demo
 DEMO_DATA = $(DEMO_DIR)/datastore.json
@@ -41,7 +48,7 @@ DEMO_DATASTORE = healthimagingdemodatastore000001
 PYDICOM_DATA = $(shell $(PYTHON) -c 'import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), "data"))' 2>/dev/null)
 EMULATOR_SRCS = bin/healthimaging-local $(wildcard emulator/healthimaging_local/*.py)
 
-.PHONY: all test check conformance demo bench print install clean
+.PHONY: all test test-run peers check conformance demo bench print install clean
 
 all: $(SO)
 
@@ -71,18 +78,35 @@ $(DEMO_DATA): $(EMULATOR_SRCS)
 # The whole suite: lint, the busted specs (they start the emulator
 # themselves), the emulator's own tests, then `make conformance` when
 # peers/node_modules is installed.
-test: $(SO) $(DEMO_DATA) check
-	$(BUSTED)
-	$(PYTHON) -m unittest discover -s emulator/tests -t .
+# The whole suite: installs what is missing (Debian packages; the JS SDK that
+# peers/package-lock.json pins), then lint, the busted specs (they start the
+# emulator themselves), the emulator's own tests and the conformance run,
+# and closes with one "N passed, M failed" line.
+test:
+	@sh scripts/install-deps.sh
+	@$(MAKE) --no-print-directory peers
+	@$(MAKE) --no-print-directory test-run
+
+test-run: $(SO) $(DEMO_DATA) check
+	@mkdir -p $(BUILD)/logs
+	$(BUSTED) 2>&1 | tee $(BUILD)/logs/busted.log
+	$(PYTHON) -m unittest discover -s emulator/tests -t . 2>&1 | tee $(BUILD)/logs/unittest.log
 	@if [ -d $(PEERS_SDK) ]; then $(MAKE) --no-print-directory conformance; else \
 	  echo "conformance: SKIPPED: $(PEERS_SDK) is absent (run npm ci --prefix peers):" \
 	    "the Lua client was not compared with the JS SDK and boto3"; fi
+	@sh scripts/test-summary.sh $(BUILD)/logs/busted.log $(BUILD)/logs/unittest.log
+
+# The official JS SDK, as pinned by peers/package-lock.json (npm registry).
+peers: $(PEERS_STAMP)
+$(PEERS_STAMP): peers/package.json peers/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix peers --no-audit --no-fund && touch $@; \
+	else echo "npm is missing: the JS SDK is not installed, conformance will be skipped"; fi
 
 # The Lua client against the official SDKs (JS SDK v3 from peers/, boto3 from
 # Debian), the emulator and AWS's SigV4 suites: prints a table, fails on any
 # mismatch, says SKIPPED when ../shared/reference is absent. See
 # docs/COMPATIBILITY.md.
-PEERS_SDK = peers/node_modules/@aws-sdk/client-medical-imaging
 conformance: $(SO) $(DEMO_DATA)
 	LUA=$(LUA) $(PYTHON) conformance/run.py --data $(DEMO_DATA)
 

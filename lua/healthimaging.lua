@@ -15,9 +15,12 @@ local _M = { _VERSION = core._VERSION }
 
 --[[
 Creates a client.
-Input: opts = { region, endpoint_url, credentials = { access_key_id,
-secret_access_key, session_token }, profile, timeout, connect_timeout,
-transport, clock, disable_host_prefix_injection, ca_bundle }.
+Input: opts, the table of client options in README.md ("Client options"):
+region, endpoint_url, credentials, profile, timeout, connect_timeout,
+max_attempts, retry_mode, ca_bundle, proxy, use_fips_endpoint,
+use_dualstack_endpoint, disable_host_prefix_injection, transport, debug and
+the testing aids clock, sleep, random, monotime. An unknown option or one of
+the wrong type is an error.
 Returns: client, or nil, err.
 ]]
 function _M.client(opts)
