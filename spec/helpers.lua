@@ -42,6 +42,34 @@ function _M.shell_quote(s)
 end
 
 --[[
+Starts `bin/healthimaging-local ARGS` (a server that prints `listening on
+URL` as its first line), learning its pid through sh.
+Input: args (shell words, already quoted), what (a name for errors).
+Returns: { url, pid, log, stop() }; stop() kills it and removes its log.
+Raises when it does not start.
+]]
+local function start_server(args, what)
+  local log = os.tmpname()
+  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local " .. args
+    .. " 2>" .. _M.shell_quote(log))
+  local h = assert(io.popen(cmd, "r"))
+  local pid = h:read("l")
+  local line = h:read("l")
+  local url = line and line:match("^listening on (https?://[%d%.]+:%d+)$")
+  if not url then
+    h:close()
+    error(what .. " did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
+  end
+  local srv = { url = url, pid = pid, log = log }
+  function srv.stop()
+    os.execute("kill " .. pid .. " 2>/dev/null")
+    h:close()
+    os.remove(log)
+  end
+  return srv
+end
+
+--[[
 Starts `bin/healthimaging-local serve` on a free loopback port.
 Input: opts = { data = path, args = "extra flags" }.
 Returns: { url, pid, stop() }. Raises when the emulator does not start.
@@ -50,24 +78,8 @@ function _M.start_emulator(opts)
   opts = opts or {}
   local data = opts.data or _M.DATA
   assert(exists(data), "test data " .. data .. " is missing: run `make test` (it imports the demo DICOM files)")
-  local log = os.tmpname()
-  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local serve --data "
-    .. _M.shell_quote(data) .. " --port 0 " .. (opts.args or "") .. " 2>" .. _M.shell_quote(log))
-  local h = assert(io.popen(cmd, "r"))
-  local pid = h:read("l")
-  local line = h:read("l")
-  local url = line and line:match("^listening on (http://[%d%.]+:%d+)$")
-  if not url then
-    h:close()
-    error("the emulator did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
-  end
-  local emu = { url = url, pid = pid, log = log }
-  function emu.stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    h:close()
-    os.remove(log)
-  end
-  return emu
+  return start_server("serve --data " .. _M.shell_quote(data) .. " --port 0 " .. (opts.args or ""),
+    "the emulator")
 end
 
 -- A client of the emulator with its default credentials.
@@ -80,11 +92,11 @@ end
 
 --[[
 Sends a control request to the emulator's unsigned /_local API through the
-project's own transport (status, decoded body).
+project's own transport (status, decoded body); over https with emu.ca.
 ]]
 function _M.control(emu, method, path, body)
   local core = require "healthimaging.core"
-  local t = core.http_new { timeout = 5 }
+  local t = core.http_new { timeout = 5, ca_bundle = emu.ca }
   local status, _, rbody = t:request {
     method = method, url = emu.url .. path,
     headers = { { "Content-Type", "application/json" } }, body = body and core.json_encode(body) or "",
@@ -194,23 +206,7 @@ Returns: { url, pid, stop(), events() } (events: what it was asked, from
 GET /_identity/log). Raises when it does not start.
 ]]
 function _M.start_identity(args)
-  local log = os.tmpname()
-  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local serve-identity --port 0 "
-    .. args .. " 2>" .. _M.shell_quote(log))
-  local h = assert(io.popen(cmd, "r"))
-  local pid = h:read("l")
-  local line = h:read("l")
-  local url = line and line:match("^listening on (http://[%d%.]+:%d+)$")
-  if not url then
-    h:close()
-    error("serve-identity did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
-  end
-  local srv = { url = url, pid = pid, log = log }
-  function srv.stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    h:close()
-    os.remove(log)
-  end
+  local srv = start_server("serve-identity --port 0 " .. args, "serve-identity")
   function srv.events()
     local _, doc = _M.control(srv, "GET", "/_identity/log")
     return doc.events or {}, doc.issued
@@ -287,23 +283,12 @@ function _M.start_https_emulator(opts)
   assert(exists(data), "test data " .. data .. " is missing: run `make test` (it imports the demo DICOM files)")
   local dir = os.tmpname()
   os.remove(dir)
-  local log = os.tmpname()
-  local cmd = "sh -c " .. _M.shell_quote("echo $$; exec bin/healthimaging-local serve --https --tls-dir "
-    .. _M.shell_quote(dir) .. " --data " .. _M.shell_quote(data) .. " --port 0 " .. (opts.args or "")
-    .. " 2>" .. _M.shell_quote(log))
-  local h = assert(io.popen(cmd, "r"))
-  local pid = h:read("l")
-  local line = h:read("l")
-  local url = line and line:match("^listening on (https://[%d%.]+:%d+)$")
-  if not url then
-    h:close()
-    error("the https emulator did not start (first line: " .. tostring(line) .. "); its stderr is in " .. log)
-  end
-  local emu = { url = url, pid = pid, log = log, ca = dir .. "/ca.pem" }
+  local emu = start_server("serve --https --tls-dir " .. _M.shell_quote(dir) .. " --data "
+    .. _M.shell_quote(data) .. " --port 0 " .. (opts.args or ""), "the https emulator")
+  emu.ca = dir .. "/ca.pem"
+  local stop = emu.stop
   function emu.stop()
-    os.execute("kill " .. pid .. " 2>/dev/null")
-    h:close()
-    os.remove(log)
+    stop()
     os.execute("rm -rf " .. _M.shell_quote(dir))
   end
   return emu

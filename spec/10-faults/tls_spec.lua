@@ -3,7 +3,6 @@
 -- with that CA as ca_bundle or AWS_CA_BUNDLE, and without it fails at once
 -- with a TLSError that says why and is not retried.
 local helpers = require "helpers"
-local core = require "healthimaging.core"
 
 local DS = helpers.DATASTORE_ID
 local SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -15,14 +14,7 @@ teardown(function() if emu then emu.stop() end end)
 
 -- The emulator's /_local API, over https with its CA.
 local function control(method, path, body)
-  local t = core.http_new { timeout = 5, ca_bundle = emu.ca }
-  local status, _, rbody = t:request {
-    method = method, url = emu.url .. path,
-    headers = { { "Content-Type", "application/json" } }, body = body and core.json_encode(body) or "",
-  }
-  t:close()
-  assert(status, "control request failed")
-  return status, rbody ~= "" and core.json_decode(rbody) or nil
+  return helpers.control(emu, method, path, body)
 end
 
 local function search(c) return c:search_image_sets { datastoreId = DS, maxResults = 3 } end
