@@ -18,6 +18,11 @@ LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 BUILD ?= build
 PYTHON ?= /usr/bin/python3
 CC ?= cc
+# Nothing run from here asks the EC2 instance metadata service at
+# 169.254.169.254 when it finds no credentials: the IMDS specs point
+# AWS_EC2_METADATA_SERVICE_ENDPOINT at a loopback stand-in instead.
+export AWS_EC2_METADATA_DISABLED = true
+
 # Recipes that pipe into tee must still fail when the runner fails.
 SHELL = /bin/bash
 .SHELLFLAGS = -o pipefail -c
@@ -134,6 +139,8 @@ install: $(SO)
 	install -m 0755 $(SO) $(DESTDIR)$(LUA_LIBDIR)/healthimaging/core.so
 	install -m 0644 lua/healthimaging.lua $(DESTDIR)$(LUA_SHAREDIR)/healthimaging.lua
 	install -m 0644 lua/healthimaging/*.lua $(DESTDIR)$(LUA_SHAREDIR)/healthimaging/
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 bin/healthimaging $(DESTDIR)$(PREFIX)/bin/healthimaging
 
 clean:
 	rm -rf $(BUILD)

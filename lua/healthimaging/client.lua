@@ -26,6 +26,7 @@ local getmetatable = getmetatable
 local tostring = tostring
 local os_time = os.time
 local lower = string.lower
+local find = string.find
 
 local _M = { _VERSION = core._VERSION }
 local mt = { __index = _M, __name = "healthimaging.client" }
@@ -47,6 +48,43 @@ local OPTIONS = {
   -- source and the monotonic clock of the adaptive rate limiter
   sleep = "function", random = "function", monotime = "function",
 }
+
+-- Longest timeout accepted, in seconds (the transport's own limit).
+local MAX_TIMEOUT = 2147483
+local RETRY_MODES = { standard = true, adaptive = true, legacy = true }
+
+-- Checks the values of options whose type is right; returns what is wrong.
+local function option_problem(opts)
+  for _, k in ipairs { "timeout", "connect_timeout" } do
+    local v = opts[k]
+    if v ~= nil and not (v > 0 and v <= MAX_TIMEOUT) then
+      return "client option '" .. k .. "' must be a number of seconds above 0 and at most " .. MAX_TIMEOUT
+    end
+  end
+  local n = opts.max_attempts
+  if n ~= nil and not (math.tointeger(n) and n >= 1) then
+    return "client option 'max_attempts' must be an integer of at least 1"
+  end
+  if opts.retry_mode ~= nil and not RETRY_MODES[opts.retry_mode] then
+    return "client option 'retry_mode' must be standard or adaptive"
+  end
+  return nil
+end
+
+-- Checks credentials before they reach the signer, without showing them.
+local function credentials_problem(c)
+  if type(c.access_key_id) ~= "string" or not find(c.access_key_id, "^[%w%p]+$") then
+    return "access_key_id must be a non-empty string of printable characters without spaces"
+  end
+  if type(c.secret_access_key) ~= "string" or c.secret_access_key == "" then
+    return "secret_access_key must be a non-empty string"
+  end
+  local t = c.session_token
+  if t ~= nil and (type(t) ~= "string" or find(t, "%c")) then
+    return "session_token must be a string without control characters"
+  end
+  return nil
+end
 
 --[[
 Creates a client. No file or network I/O happens here: region, endpoint and
@@ -71,6 +109,8 @@ function _M.new(opts)
       }
     end
   end
+  local bad = option_problem(opts)
+  if bad then return nil, errors.new { code = "InvalidClientOption", message = bad } end
   local self = { opts = opts }
   return setmetatable(self, mt)
 end
@@ -160,11 +200,50 @@ end
 
 --[[
 Checks the shape of a decoded success answer: an object with the required
-list of summaries (each an object), and a string token if any. A body that
+list of summaries (each an object whose members have the model's types),
+and a string token if any. A body that
 is not one must never pass for an empty last page, which would end a scan
 silently. Returns: nil when it is fine, else what is wrong.
 ]]
 local RESULT_KEY = model.PAGINATOR.result_key
+local mtype = math.type
+
+-- A member of the wrong type, by name (never by value), or nil. It checks
+-- what the library promises (ids are strings, integers are integers,
+-- timestamps numbers, flags booleans) by direct field reads: this runs for
+-- every image set of a scan, and a loop over every member costs more than
+-- the decoding (docs/PERFORMANCE.md).
+local function summary_problem(s)
+  if type(s) ~= "table" then return "is not an object" end
+  if type(s.imageSetId) ~= "string" then return "has no imageSetId string" end
+  local v = s.version
+  if v ~= nil and mtype(v) ~= "integer" then return "version is not an integer" end
+  v = s.createdAt
+  if v ~= nil and type(v) ~= "number" then return "createdAt is not a number" end
+  v = s.updatedAt
+  if v ~= nil and type(v) ~= "number" then return "updatedAt is not a number" end
+  v = s.lastAccessedAt
+  if v ~= nil and type(v) ~= "number" then return "lastAccessedAt is not a number" end
+  v = s.isPrimary
+  if v ~= nil and type(v) ~= "boolean" then return "isPrimary is not a boolean" end
+  v = s.storageTier
+  if v ~= nil and type(v) ~= "string" then return "storageTier is not a string" end
+  local tags = s.DICOMTags
+  if tags ~= nil then
+    if type(tags) ~= "table" then return "DICOMTags is not an object" end
+    v = tags.DICOMSeriesNumber
+    if v ~= nil and mtype(v) ~= "integer" then return "DICOMTags.DICOMSeriesNumber is not an integer" end
+    v = tags.DICOMNumberOfStudyRelatedSeries
+    if v ~= nil and mtype(v) ~= "integer" then
+      return "DICOMTags.DICOMNumberOfStudyRelatedSeries is not an integer"
+    end
+    v = tags.DICOMNumberOfStudyRelatedInstances
+    if v ~= nil and mtype(v) ~= "integer" then
+      return "DICOMTags.DICOMNumberOfStudyRelatedInstances is not an integer"
+    end
+  end
+  return nil
+end
 
 local function response_problem(res, derr)
   if type(res) ~= "table" then return "not JSON" .. (derr and (" (" .. derr .. ")") or "") end
@@ -172,7 +251,8 @@ local function response_problem(res, derr)
   local list = res[RESULT_KEY]
   if type(list) ~= "table" then return "no " .. RESULT_KEY .. " list" end
   for i = 1, #list do
-    if type(list[i]) ~= "table" then return RESULT_KEY .. "[" .. i .. "] is not an object" end
+    local bad = summary_problem(list[i])
+    if bad then return RESULT_KEY .. "[" .. i .. "] " .. bad end
   end
   local nt = res[model.PAGINATOR.output_token]
   if nt ~= nil and type(nt) ~= "string" then return "nextToken is not a string" end
@@ -205,13 +285,15 @@ local function attempt(self, wire, ep, creds)
                  body_bytes = #wire.body })
   end
   -- paginator.send is t:request, except in a prefetch (see there).
-  local status, rheaders, body = paginator.send(transport(self), {
+  local status, rheaders, body = paginator.send(function() return transport(self) end, {
     method = wire.method, url = url, headers = headers, body = wire.body,
   })
-  if not status then
-    local terr = rheaders
-    if not errors.is_error(terr) then terr = errors.new(terr) end
-    return nil, terr
+  if not status then return nil, errors.from_transport(rheaders) end
+  if math.type(status) ~= "integer" or type(rheaders) ~= "table" or type(body) ~= "string" then
+    return nil, errors.new {
+      code = "TransportError",
+      message = "the transport answered something other than status (integer), headers (table), body (string)",
+    }
   end
   if self.opts.debug then
     emit(self, { type = "response", status = status, headers = rheaders, body_bytes = #body,
@@ -277,6 +359,8 @@ local function send(self, wire)
   local creds
   creds, err = credential_resolver(self):get()
   if not creds then return nil, err end
+  local bad = credentials_problem(creds)
+  if bad then return nil, errors.new { code = "InvalidCredentials", message = bad } end
   local r
   r, err = retryer(self)
   if not r then return nil, err end

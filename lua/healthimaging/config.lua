@@ -266,20 +266,39 @@ function _M.expand_path(path)
   return path
 end
 
--- The whole file, or nil when it does not exist or is not a regular file
--- (botocore treats both as "no file").
-local function read_file(path)
+-- The most a shared file or a token file may hold: nobody writes a megabyte
+-- of settings, and a device such as /dev/zero must not exhaust memory.
+_M.MAX_FILE_BYTES = 1024 * 1024
+
+--[[
+Reads a small file: at most `max` bytes (MAX_FILE_BYTES by default), never
+more than max + 1 from the disk.
+Returns: the text ("" for an empty file), or nil and "missing" (cannot be
+opened), "unreadable" (a directory, an I/O error) or "too large".
+]]
+function _M.read_small_file(path, max)
+  max = max or _M.MAX_FILE_BYTES
   local f = open(path, "rb")
-  if not f then return nil end
-  local ok, text = pcall(f.read, f, "a")
+  if not f then return nil, "missing" end
+  local ok, text, msg = pcall(f.read, f, max + 1)
   f:close()
-  if not ok or type(text) ~= "string" then return nil end
+  if not ok or (text == nil and msg ~= nil) then return nil, "unreadable" end
+  if text == nil then return "" end
+  if #text > max then return nil, "too large" end
   return text
 end
 
 -- Parses one shared file; raises an error object when it cannot be parsed.
+-- A file that does not exist or is not a regular file counts as no file
+-- (as in botocore); one over MAX_FILE_BYTES is an error.
 local function load_file(path)
-  local text = read_file(path)
+  local text, why = _M.read_small_file(path)
+  if why == "too large" then
+    error(errors.new {
+      code = "ConfigParseError",
+      message = "the shared file " .. path .. " is larger than " .. _M.MAX_FILE_BYTES .. " bytes",
+    }, 0)
+  end
   if not text then return {}, {} end
   local sections, order = _M.parse_ini(text)
   if not sections then
@@ -432,10 +451,14 @@ function _M.parse_endpoint(url)
       message = "endpoint_url must be http://host[:port][/path] or https://...",
     }
   end
-  local host, port = match(authority, "^(%[[^%]]+%]):?(%d*)$")
-  if not host then host, port = match(authority, "^([^:]+):?(%d*)$") end
-  if not host then
-    return nil, errors.new { code = "InvalidEndpointError", message = "endpoint_url has a bad host or port" }
+  local host, port = match(authority, "^(%[[%x:.]+%]):?(%d*)$")
+  if not host then host, port = match(authority, "^([%w.%-_]+):?(%d*)$") end
+  local n = port and tonumber(port)
+  if not host or (n and (n < 1 or n > 65535)) then
+    return nil, errors.new {
+      code = "InvalidEndpointError",
+      message = "endpoint_url has a bad host or port (host: letters, digits, '.', '-', '_' or [IPv6]; port 1-65535)",
+    }
   end
   base = gsub(base, "/+$", "")
   return { scheme = scheme, host = lower(host), port = port ~= "" and port or nil, base = base }

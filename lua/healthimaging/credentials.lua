@@ -20,7 +20,6 @@ local tostring = tostring
 local tonumber = tonumber
 local setmetatable = setmetatable
 local os_time = os.time
-local open = io.open
 local match = string.match
 local find = string.find
 local gsub = string.gsub
@@ -364,12 +363,10 @@ end
 -- The file named by a token-file setting, read whole (tokens rotate: read
 -- on every fetch). Returns text or nil, err (the path, never the content).
 local function read_token(path, what)
-  local f = open(path, "rb")
-  if not f then return nil, fail("CredentialRetrievalError", what .. ": cannot read the token file " .. path) end
-  local ok, t = pcall(f.read, f, "a")
-  f:close()
-  if not ok or type(t) ~= "string" then
-    return nil, fail("CredentialRetrievalError", what .. ": cannot read the token file " .. path)
+  local t, why = config.read_small_file(path)
+  if not t then
+    return nil, fail("CredentialRetrievalError", what .. ": cannot read the token file " .. path
+      .. (why == "too large" and (" (larger than " .. config.MAX_FILE_BYTES .. " bytes)") or ""))
   end
   return t
 end

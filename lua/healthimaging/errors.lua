@@ -11,6 +11,7 @@ local find = string.find
 local sub = string.sub
 local format = string.format
 local lower = string.lower
+local gsub = string.gsub
 local tonumber = tonumber
 
 local time = require "healthimaging.time"
@@ -101,6 +102,27 @@ function _M.is_clock_skew(err)
   return rule ~= nil and type(err.message) == "string" and find(lower(err.message), rule, 1, true) ~= nil
 end
 
+-- The longest service message kept, in bytes.
+_M.MAX_MESSAGE = 1024
+
+--[[
+Makes a service's error message safe to print: AWS validation messages
+quote the rejected value ("Value 'X' at 'path' failed to satisfy
+constraint"), and a rejected value may be a tag value, so a quoted value
+after the word Value becomes <redacted>; control characters (CR/LF, ANSI
+escapes) become spaces, so a message stays one line; it is cut at
+MAX_MESSAGE bytes.
+]]
+function _M.sanitize_message(msg)
+  msg = gsub(msg, "([Vv]alue%s+)'[^']*'", "%1'<redacted>'")
+  msg = gsub(msg, '([Vv]alue%s+)"[^"]*"', '%1"<redacted>"')
+  msg = gsub(msg, "%c", " ")
+  if #msg > _M.MAX_MESSAGE then
+    msg = sub(msg, 1, _M.MAX_MESSAGE) .. "... (cut)"
+  end
+  return msg
+end
+
 --[[
 Builds the error object of an HTTP answer that is not a success.
 Input: status (integer), headers (lowercase names), decoded body (table or nil).
@@ -115,6 +137,7 @@ function _M.from_response(status, headers, body)
   end
   local message = body.message or body.Message
   if type(message) ~= "string" then message = "HTTP status " .. status end
+  message = _M.sanitize_message(message)
   return _M.new {
     code = code,
     message = message,
@@ -126,6 +149,29 @@ function _M.from_response(status, headers, body)
     -- x-amz-retry-after is in milliseconds
     retry_after = tonumber(headers["x-amz-retry-after"]) and tonumber(headers["x-amz-retry-after"]) / 1000,
     server_time = time.parse_http_date(headers["date"]),
+  }
+end
+
+--[[
+The error object of a failed transport call. The libcurl transport gives a
+plain table { code, message, retryable, curl_code }; a custom transport may
+give anything (a string, a table with a metatable of its own): only those
+fields are taken, by rawget and type, into a new error object.
+]]
+function _M.from_transport(e)
+  if _M.is_error(e) then return e end
+  if type(e) == "table" then
+    local code, message = rawget(e, "code"), rawget(e, "message")
+    return _M.new {
+      code = type(code) == "string" and code or "TransportError",
+      message = type(message) == "string" and message or "the transport failed",
+      retryable = rawget(e, "retryable") == true,
+      curl_code = math.type(rawget(e, "curl_code")) == "integer" and rawget(e, "curl_code") or nil,
+    }
+  end
+  return _M.new {
+    code = "TransportError",
+    message = type(e) == "string" and e or ("the transport failed (" .. type(e) .. ")"),
   }
 end
 

@@ -13,6 +13,8 @@ local validate = require "healthimaging.validate"
 local token = require "healthimaging.token"
 
 local type = type
+local tostring = tostring
+local find = string.find
 local pairs = pairs
 local ipairs = ipairs
 local error = error
@@ -114,23 +116,30 @@ function _M.new(client, opts)
 end
 
 --[[
-How the client hands a request to its transport. Inside a prefetch
-coroutine, with a transport that has start and finish, the request is
-started, the coroutine yields STARTED, and the answer is collected when the
-paginator resumes it (the consumer wants the page); a request replaced
-meanwhile by another one on the same transport is simply sent again.
-Everywhere else: t:request(req).
+How the client hands a request to its transport; get_transport() returns
+the client's current one. Inside a prefetch coroutine, with a transport that
+has start and finish, the request is started, the coroutine yields STARTED,
+and the answer is collected when the paginator resumes it (the consumer
+wants the page). A request abandoned meanwhile (replaced by another one on
+the same transport, or its transport closed by client:close()) is simply
+sent again, on the client's transport of that moment. Everywhere else:
+t:request(req).
 ]]
-function _M.send(t, req)
+function _M.send(get_transport, req)
+  local t = get_transport()
   local job = prefetching[running()]
   if not (job and t.start and t.finish) then return t:request(req) end
   local ticket = t:start(req)
   job.transport, job.ticket = t, ticket
   yield(STARTED)
   job.ticket = nil
-  local status, headers, body = t:finish(ticket)
+  local ok, status, headers, body = pcall(t.finish, t, ticket)
+  if not ok then
+    if not find(tostring(status), "transport is closed", 1, true) then error(status, 0) end
+    return get_transport():request(req)
+  end
   if status == nil and type(headers) == "table" and headers.code == "RequestAbandoned" then
-    return t:request(req)
+    return get_transport():request(req)
   end
   return status, headers, body
 end
@@ -329,9 +338,14 @@ object of a failed request (pcall returns it whole); it carries
 resume_token, and calling again retries that same page.
 ]]
 local function next_page(self)
-  if self._done then return nil end
+  if self._done then
+    -- An iteration that ended on an error ends on it every time: a second
+    -- call must not look like a scan that completed.
+    if self._fatal then error(self._fatal, 0) end
+    return nil
+  end
   if self._err then
-    self._done = true
+    self._done, self._fatal = true, self._err
     error(self._err, 0)
   end
   local co = self._co
@@ -345,8 +359,8 @@ local function next_page(self)
   end
   while true do
     if not r[1] then
-      self._done = true
-      error(errors.from_raise(r[2]), 0)
+      self._done, self._fatal = true, errors.from_raise(r[2])
+      error(self._fatal, 0)
     end
     if costatus(co) == "dead" then
       self._done = true
@@ -362,6 +376,13 @@ end
 
 pages_mt.__call = next_page
 
+-- Misuse (pages.items() instead of pages:items()) raises at once.
+local function check_pages(self, name)
+  if getmetatable(self) ~= pages_mt then
+    error("bad argument #1 to '" .. name .. "' (healthimaging.pages expected; use pages:" .. name .. ")", 3)
+  end
+end
+
 --[[
 Ends the iteration early: the next call returns nil, and a prefetched
 request still in flight is abandoned (its connection closed unless the
@@ -369,7 +390,8 @@ answer had fully arrived). Optional: without it, the next request on the
 same client abandons that request anyway.
 ]]
 function Pages:close()
-  self._done = true
+  check_pages(self, "close")
+  self._done, self._closed = true, true
   local job = self._job
   self._job = nil
   if job and job.transport and job.ticket and job.transport.cancel then
@@ -379,9 +401,11 @@ end
 
 -- Iterates the image-set summaries across pages (MaxItems applies).
 function Pages:items()
+  check_pages(self, "items")
   local page, i = nil, 0
   return function()
     while true do
+      if self._closed then return nil end
       if page then
         i = i + 1
         local item = page[RESULT_KEY][i]
@@ -400,6 +424,7 @@ concatenated, `sort` from the first page, and NextToken (the resume token)
 when MaxItems cut the iteration short.
 ]]
 function Pages:build_full_result()
+  check_pages(self, "build_full_result")
   -- The items gathered so far live on the object: when a page fails, the
   -- error is raised, and calling build_full_result again goes on from that
   -- page and returns everything, nothing lost and nothing twice.
@@ -411,7 +436,7 @@ function Pages:build_full_result()
       for i = 1, #list do items[#items + 1] = list[i] end
     end
   end
-  local out = { [RESULT_KEY] = self._full_items }
+  local out = { [RESULT_KEY] = self._full_items or {} }
   for k, v in pairs(self._non_aggregate or {}) do out[k] = v end
   if self.resume_token then out.NextToken = self.resume_token end
   return out

@@ -37,6 +37,14 @@ end
 
 local check -- forward: check(shape_name, value, path) -> normalized | nil, err
 
+-- The member names of a shape, sorted, for error messages.
+local function member_list(shape)
+  local names = {}
+  for name in pairs(shape.members) do names[#names + 1] = name end
+  sort(names)
+  return concat(names, ", ")
+end
+
 -- Member lists in error messages are names from the model, never values;
 -- keys are never passed to tostring (a table key's __tostring could raise).
 local function check_members(shape, value, path)
@@ -54,8 +62,15 @@ local function check_members(shape, value, path)
   local out, set = {}, {}
   for _, k in ipairs(keys) do
     local member = shape.members[k]
+    if not member then
+      -- A key that is not a member name may be a value put in the wrong
+      -- place (a patient id as a key): it is named only when it looks like
+      -- a name, a misspelt member.
+      local name = (#k <= 40 and find(k, "^[%a_]+$")) and k or "<a key that is not a member name>"
+      return nil, fail(path == "" and name or (path .. "." .. name), "is not a member of this structure ("
+        .. member_list(shape) .. ")")
+    end
     local sub = path == "" and k or (path .. "." .. k)
-    if not member then return nil, fail(sub, "is not a member of this structure") end
     local v, err = check(member, value[k], sub)
     if err then return nil, err end
     out[k] = v

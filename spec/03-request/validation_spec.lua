@@ -169,3 +169,20 @@ describe("search_image_sets validation", function()
     assert.are.equal("2024-01-31T00:00:00Z", params.searchCriteria.filters[1].values[1].createdAt)
   end)
 end)
+
+describe("an unknown member", function()
+  it("is named when it looks like a misspelt name, with the members that exist", function()
+    local c = client_with_stub()
+    local _, err = c:search_image_sets { datastoreId = ID, searchCriteria = { filter = {} } }
+    assert.are.equal("searchCriteria.filter", err.path)
+    assert.is_truthy(err.message:find("(filters, sort)", 1, true))
+  end)
+
+  it("is not echoed when it could be a value put in the wrong place", function()
+    local c = client_with_stub()
+    local _, err = c:search_image_sets { datastoreId = ID, searchCriteria = { filters = { { operator = "EQUAL",
+      values = { { ["PAT-12345"] = "DICOMPatientId" } } } } } }
+    assert.are.equal("searchCriteria.filters[1].values[1].<a key that is not a member name>", err.path)
+    assert.is_falsy(tostring(err):find("PAT-12345", 1, true))
+  end)
+end)

@@ -109,3 +109,23 @@ describe("the SearchImageSets request", function()
     assert.are.equal("https://imaging.example.com/datastore/" .. ID .. "/searchImageSets", req.url)
   end)
 end)
+
+describe("a custom endpoint URL", function()
+  for _, url in ipairs { "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://exa mple.com", "ftp://h",
+                         "http://user:pw@h", "h:8080", "http://" } do
+    it("is refused when it is " .. url .. ", before anything is sent", function()
+      local stub = helpers.stub_transport {}
+      local c = assert(hi.client { region = "us-east-1", credentials = helpers.CREDENTIALS, transport = stub,
+                                   endpoint_url = url })
+      local _, err = c:search_image_sets { datastoreId = ID }
+      assert.are.equal("InvalidEndpointError", err.code)
+      assert.are.equal(0, #stub.requests)
+    end)
+  end
+
+  it("may be an IPv6 literal, without the host prefix", function()
+    local req, headers = send({ datastoreId = ID }, { endpoint_url = "http://[::1]:8089" })
+    assert.are.equal("http://[::1]:8089/datastore/" .. ID .. "/searchImageSets", req.url)
+    assert.are.equal("[::1]:8089", headers.host)
+  end)
+end)

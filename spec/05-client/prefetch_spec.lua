@@ -108,3 +108,53 @@ describe("prefetch against the emulator", function()
     assert.are.same(plain, ids_of(helpers.client(emu, { sleep = function() end }), true, 5))
   end)
 end)
+
+describe("prefetch when the client is closed mid-iteration", function()
+  it("sends the abandoned request again on a new connection, losing nothing", function()
+    local plain = ids_of(helpers.client(emu), false, 5)
+    local c = helpers.client(emu)
+    local ids = {}
+    for s in c:get_paginator("search_image_sets"):paginate {
+      datastoreId = ID, prefetch = true, PaginationConfig = { PageSize = 5 },
+    }:items() do
+      ids[#ids + 1] = s.imageSetId
+      if #ids == 7 then c:close() end
+    end
+    assert.are.same(plain, ids)
+  end)
+end)
+
+describe("a pages object after it ended", function()
+  it("raises the same PaginationError again instead of looking complete", function()
+    local hi = require "healthimaging"
+    local body = '{"imageSetsMetadataSummaries":[{"imageSetId":"a"}],"nextToken":"same"}'
+    local stub = helpers.stub_transport(function() return 200, {}, body end)
+    local c = assert(hi.client { region = "us-east-1", credentials = helpers.CREDENTIALS, transport = stub })
+    local pages = c:get_paginator("search_image_sets"):paginate { datastoreId = ID,
+      PaginationConfig = { StartingToken = "same" } }
+    local ok1, e1 = pcall(pages.build_full_result, pages)
+    local ok2, e2 = pcall(pages.build_full_result, pages)
+    assert.is_false(ok1)
+    assert.is_false(ok2)
+    assert.are.equal("PaginationError", e1.code)
+    assert.are.equal(e1, e2)
+  end)
+
+  it("stops its items() iterator at close(), mid-page", function()
+    local c = helpers.client(emu)
+    local pages = c:get_paginator("search_image_sets"):paginate {
+      datastoreId = ID, PaginationConfig = { PageSize = 10 } }
+    local n = 0
+    for _ in pages:items() do
+      n = n + 1
+      if n == 3 then pages:close() end
+    end
+    assert.are.equal(3, n)
+  end)
+
+  it("raises a clear misuse error for pages.items() with a dot", function()
+    local pages = helpers.client(emu):get_paginator("search_image_sets"):paginate { datastoreId = ID }
+    assert.has_error(function() pages.items() end,
+      "bad argument #1 to 'items' (healthimaging.pages expected; use pages:items)")
+  end)
+end)

@@ -157,10 +157,19 @@ describe("retries", function()
     os.remove(cfg)
   end)
 
-  it("refuse a retry mode that does not exist", function()
-    local c = client({ OK }, { retry_mode = "eager" })
-    local _, err = c:search_image_sets { datastoreId = ID }
-    assert.are.equal("InvalidConfiguration", err.code)
+  it("refuse a retry mode that does not exist, when the client is made", function()
+    local c, err = hi.client { region = "us-east-1", retry_mode = "eager" }
+    assert.is_nil(c)
+    assert.are.equal("InvalidClientOption", err.code)
+    assert.is_truthy(err.message:find("retry_mode", 1, true))
+  end)
+
+  it("refuse a retry mode that does not exist, from the environment, when a call is made", function()
+    helpers.with_env({ AWS_RETRY_MODE = "eager" }, function()
+      local c = client { OK }
+      local _, err = c:search_image_sets { datastoreId = ID }
+      assert.are.equal("InvalidConfiguration", err.code)
+    end)
   end)
 
   it("in adaptive mode, slow the client down after throttling", function()
@@ -249,4 +258,95 @@ describe("build_full_result after a failed page", function()
     for i, s in ipairs(full.imageSetsMetadataSummaries) do ids[i] = s.imageSetId end
     assert.are.same({ "a", "b", "c" }, ids)
   end)
+end)
+
+describe("a service error message", function()
+  it("never shows a quoted rejected value, stays one line, and is cut when huge", function()
+    local body = '{"message":"1 validation error detected: Value \'PATIENT-SECRET-1\' at '
+      .. '\'searchCriteria.filters.1.member.values.1.member.dICOMPatientId\' failed to satisfy constraint; '
+      .. 'value \\"PATIENT-SECRET-2\\" again\\r\\n\\u001b[31mred' .. string.rep("x", 5000) .. '"}'
+    local c = client { { status = 400, headers = { ["x-amzn-errortype"] = "ValidationException" }, body = body } }
+    local _, err = c:search_image_sets { datastoreId = ID }
+    local text = tostring(err)
+    assert.is_falsy(text:find("PATIENT-SECRET", 1, true))
+    assert.is_truthy(text:find("Value '<redacted>' at 'searchCriteria.filters.1.member", 1, true))
+    assert.is_falsy(text:find("[\r\n\27]"))
+    assert.is_true(#err.message <= 1024 + #"... (cut)")
+  end)
+end)
+
+describe("client options and credentials with bad values", function()
+  for _, case in ipairs {
+    { { timeout = 0 / 0 }, "timeout" }, { { timeout = math.huge }, "timeout" }, { { timeout = -5 }, "timeout" },
+    { { connect_timeout = 1e300 }, "connect_timeout" }, { { max_attempts = 0 }, "max_attempts" },
+    { { max_attempts = 2.5 }, "max_attempts" },
+  } do
+    it("refuse " .. case[2] .. " = " .. tostring(select(2, next(case[1]))) .. " when the client is made", function()
+      local opts = { region = "us-east-1" }
+      for k, v in pairs(case[1]) do opts[k] = v end
+      local c, err = hi.client(opts)
+      assert.is_nil(c)
+      assert.are.equal("InvalidClientOption", err.code)
+      assert.is_truthy(err.message:find(case[2], 1, true))
+    end)
+  end
+
+  for _, creds in ipairs {
+    { access_key_id = "A B", secret_access_key = "s" },
+    { access_key_id = "", secret_access_key = "s" },
+    { access_key_id = "AKID", secret_access_key = "" },
+    { access_key_id = "AKID", secret_access_key = "s", session_token = "SECRET-TOKEN\r\nX-Injected: 1" },
+  } do
+    it("answer InvalidCredentials, showing no credential, and send nothing", function()
+      local c, stub = client({ OK }, { credentials = creds })
+      local _, err = c:search_image_sets { datastoreId = ID }
+      assert.are.equal("InvalidCredentials", err.code)
+      assert.is_falsy(tostring(err):find("SECRET-TOKEN", 1, true))
+      assert.are.equal(0, #stub.requests)
+    end)
+  end
+end)
+
+describe("a custom transport that breaks the seam's contract", function()
+  local cases = {
+    { "fails with a plain string", function() return nil, "socket gone" end, "TransportError" },
+    { "fails with a table whose __tostring raises", function()
+        return nil, setmetatable({ code = "Boom", message = "m" },
+          { __tostring = function() error("no") end, __metatable = "locked" })
+      end, "Boom" },
+    { "answers a body that is not a string", function() return 200, {}, 42 end, "TransportError" },
+    { "answers no headers", function() return 200, nil, "{}" end, "TransportError" },
+    { "answers a status that is not an integer", function() return "200", {}, "{}" end, "TransportError" },
+  }
+  for _, case in ipairs(cases) do
+    it("gives an error object when it " .. case[1], function()
+      local c = assert(hi.client { region = "us-east-1", credentials = helpers.CREDENTIALS, max_attempts = 1,
+                                   transport = { request = function() return case[2]() end } })
+      local res, err = c:search_image_sets { datastoreId = ID }
+      assert.is_nil(res)
+      assert.is_true(hi.is_error(err))
+      assert.are.equal(case[3], err.code)
+      assert.is_string(tostring(err))
+    end)
+  end
+end)
+
+describe("a summary whose members have the wrong types", function()
+  for _, case in ipairs {
+    { '{"imageSetId":5}', "imageSetId" },
+    { '{"imageSetId":"a","version":"x"}', "version" },
+    { '{"imageSetId":"a","version":1.5}', "version" },
+    { '{"imageSetId":"a","createdAt":"never"}', "createdAt" },
+    { '{"imageSetId":"a","isPrimary":"yes"}', "isPrimary" },
+    { '{"imageSetId":"a","DICOMTags":{"DICOMSeriesNumber":"7"}}', "DICOMTags.DICOMSeriesNumber" },
+    { '{"imageSetId":"a","DICOMTags":5}', "DICOMTags" },
+  } do
+    it("is a ResponseParserError naming " .. case[2], function()
+      local c = client({ { status = 200, body = '{"imageSetsMetadataSummaries":[' .. case[1] .. ']}' } },
+                       { max_attempts = 1 })
+      local _, err = c:search_image_sets { datastoreId = ID }
+      assert.are.equal("ResponseParserError", err.code)
+      assert.is_truthy(err.message:find(case[2], 1, true), err.message)
+    end)
+  end
 end)
