@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from . import __version__, sigv4
-from .errors import ServiceError
+from .errors import BadJson, ServiceError, load_json
 
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 MAX_BODY = 64 * 1024
@@ -333,9 +333,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(200, {}, request_id)
         if path == "/_identity/fail" and self.command == "POST":
             try:
-                doc = json.loads(body.decode("utf-8") or "{}")
+                doc = load_json(body or b"{}")
                 times, status = int(doc.get("times", 1)), int(doc.get("status", 500))
-            except (ValueError, UnicodeDecodeError, AttributeError, TypeError):
+            except (BadJson, ValueError, AttributeError, TypeError, OverflowError):
                 return self._json(400, {"message": "expected {\"times\": N, \"status\": S}"}, request_id)
             with ident.lock:
                 ident.fail_times, ident.fail_status = times, status

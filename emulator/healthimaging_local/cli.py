@@ -56,9 +56,10 @@ imageSetId, createdAt, updatedAt, isPrimary and storageTier derive from
 sha256(datastore id, SeriesInstanceUID): the same files give the same file.
 
 Output: nothing on stdout. On stderr one line `skipped PATH: REASON` per file that
-yields nothing (REASON is a fixed phrase, never a tag value), then a summary
-`imported N files: M image sets, K skipped`. Exit 0 when at least one image set was
-written, 1 when none, 2 on bad arguments.
+yields nothing (REASON is a fixed phrase, never a tag value), then, last, the summary
+`read N files: M image sets from U files, K skipped` (N paths looked at, U of them
+made the M image sets, K skipped: files above plus folders that cannot be listed).
+Exit 0 when at least one image set was written, 1 when none, 2 on bad arguments.
 """
 
 SERVE_HELP = """\
@@ -78,8 +79,11 @@ their CA bundle (Lua: ca_bundle = PATH or AWS_CA_BUNDLE=PATH; curl --cacert PATH
 Test certificates only: never trust that CA anywhere else.
 
 Credentials: --credentials KEY:SECRET (repeatable; KEY:SECRET:TOKEN requires that
-session token). Default: %s / %s (printed on stderr at start;
-custom secrets are never printed).
+session token; an empty KEY, SECRET or TOKEN, as in KEY:SECRET:, is refused at start:
+leave out the second ':' for a key without a token). Default: %s / %s
+(printed on stderr at start; custom secrets are never printed).
+
+Port: --port 0..65535 (0: a free port picked by the system).
 
 Operation: POST /datastore/{datastoreId}/searchImageSets?maxResults=N&nextToken=T,
 body = SearchCriteria JSON ({"filters": [...], "sort": {...}}; empty body, {} or null =
@@ -96,9 +100,13 @@ the last page. Timestamps are JSON numbers (epoch seconds); text is raw UTF-8.
   Sort: updatedAt DESC by default; ties by imageSetId ascending in both orders; image
     sets without a study date come last when sorting by DICOMStudyDateAndTime.
   maxResults: 1..50, default 50. nextToken: opaque, standard base64 (contains '+', '/'
-    and '='; a literal '+' in the query means space, so send %%2B), HMAC-protected with
-    a per-process key, bound to data store and criteria; unknown query parameters are
-    ignored.
+    and '='; a literal '+' in the query means space, so send %%2B), HMAC-protected,
+    bound to data store and criteria; unknown query parameters are ignored.
+    The HMAC key is random per process, so tokens stop working when the emulator
+    restarts, unless --token-key TEXT is given: the key then derives from TEXT and the
+    data file's bytes (SHA-256), so an emulator restarted with the same TEXT and the
+    same data file accepts the tokens of an earlier run (a changed data file refuses
+    them). TEXT is never printed.
 
 Errors: body {"message": ...}, header x-amzn-ErrorType "Code:<namespace url>" (keep
 the part before ':'), header x-amzn-RequestId on every response.
@@ -225,17 +233,34 @@ def _credential(text):
     parts = text.split(":", 2)
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise argparse.ArgumentTypeError("must be KEY:SECRET or KEY:SECRET:TOKEN")
+    if len(parts) == 3 and not parts[2]:
+        # No request could ever match an empty token: say so now, not with 403s later.
+        raise argparse.ArgumentTypeError("the session token after the second ':' is empty; "
+                                         "write KEY:SECRET for credentials without a token")
     return tuple(parts)
 
 
+def _token_key(text):
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def _port(text):
+    if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535:
+        raise argparse.ArgumentTypeError("must be an integer in 0..65535 (0: a free port)")
+    return int(text)
+
+
 def _fault_json(text):
+    from .errors import BadJson, load_json
     from .faults import FaultRuleError, parse_rules
     try:
-        return parse_rules(json.loads(text))
+        return parse_rules(load_json(text))
+    except BadJson as bad:
+        raise argparse.ArgumentTypeError("must be a JSON rule or list of rules (it is %s)" % bad.reason) from None
     except FaultRuleError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be a JSON rule or list of rules") from None
 
 
 def _positive_int(text):
@@ -279,8 +304,9 @@ def _parser():
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     srv.add_argument("--data", required=True, metavar="FILE")
     srv.add_argument("--host", default="127.0.0.1")
-    srv.add_argument("--port", type=int, default=0)
+    srv.add_argument("--port", type=_port, default=0)
     srv.add_argument("--credentials", action="append", type=_credential, metavar="KEY:SECRET")
+    srv.add_argument("--token-key", type=_token_key, metavar="TEXT")
     srv.add_argument("--fault-file", metavar="F")
     # One list, so that rules keep the order of the command line.
     srv.add_argument("--fault", dest="fault_rules", action="append", default=[], type=_fault_json,
@@ -293,7 +319,7 @@ def _parser():
     idn = sub.add_parser("serve-identity", help="serve STS, container credentials and IMDS locally",
                          description=IDENTITY_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     idn.add_argument("--host", default="127.0.0.1")
-    idn.add_argument("--port", type=int, default=0)
+    idn.add_argument("--port", type=_port, default=0)
     idn.add_argument("--issue", action="append", required=True, type=_credential, metavar="KEY:SECRET:TOKEN")
     idn.add_argument("--source-credentials", action="append", default=[], type=_credential,
                      metavar="KEY:SECRET[:TOKEN]")
@@ -307,16 +333,23 @@ def _parser():
     return top
 
 
+def _counted(number, noun):
+    """'1 file', '2 files'."""
+    return "%d %s%s" % (number, noun, "" if number == 1 else "s")
+
+
 def _cmd_import(args):
     from . import dicom_import
 
     def report(path, reason):
         sys.stderr.write("skipped %s: %s\n" % (path, reason))
 
-    document, files, skipped = dicom_import.import_paths(args.datastore_id, args.paths, report)
+    document, files, used, skipped = dicom_import.import_paths(args.datastore_id, args.paths, report)
     count = len(document["imageSets"])
+    summary = "read %s: %s from %s, %d skipped\n" % (
+        _counted(files, "file"), _counted(count, "image set"), _counted(used, "file"), skipped)
     if count == 0:
-        sys.stderr.write("imported %d files: 0 image sets, %d skipped\n" % (files, skipped))
+        sys.stderr.write(summary)
         sys.stderr.write("healthimaging-local: no image set could be made from the given paths; "
                          "%s was not written\n" % args.out)
         return 1
@@ -325,13 +358,15 @@ def _cmd_import(args):
     except OSError as exc:
         sys.stderr.write("healthimaging-local: cannot write the data file: %s\n" % (exc.strerror or "error"))
         return 1
-    sys.stderr.write("imported %d files: %d image sets, %d skipped\n" % (files, count, skipped))
+    sys.stderr.write(summary)
     return 0
 
 
 def _cmd_serve(args):
     from . import server, sigv4
+    from .errors import BadJson, load_json
     from .faults import FaultInjector, FaultRuleError, parse_rules
+    from .search import TokenCodec
     from .store import DataFileError, Store
 
     try:
@@ -343,9 +378,14 @@ def _cmd_serve(args):
     if args.fault_file:
         try:
             with open(args.fault_file, "rb") as fh:
-                faults.add(parse_rules(json.loads(fh.read().decode("utf-8"))))
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            reason = str(exc) if isinstance(exc, FaultRuleError) else "cannot read it as JSON rules"
+                faults.add(parse_rules(load_json(fh.read())))
+        except (OSError, BadJson, FaultRuleError) as exc:
+            if isinstance(exc, FaultRuleError):
+                reason = str(exc)
+            elif isinstance(exc, BadJson):
+                reason = "cannot read it as JSON rules (it is %s)" % exc.reason
+            else:
+                reason = "cannot read it: %s" % (exc.strerror or "error")
             sys.stderr.write("healthimaging-local: --fault-file: %s\n" % reason)
             return 2
     for rules in args.fault_rules:
@@ -357,6 +397,8 @@ def _cmd_serve(args):
     else:
         creds[DEFAULT_ACCESS_KEY] = sigv4.Credential(DEFAULT_ACCESS_KEY, DEFAULT_SECRET)
     app = server.App(store, creds, faults)
+    if args.token_key is not None:
+        app.codec = TokenCodec(TokenCodec.key_from(args.token_key, store.digest))
     tls_context, tmp_dir = None, None
     try:
         if args.https or args.tls_dir:

@@ -314,7 +314,8 @@ def import_paths(datastore_id, paths, report):
     """Build the data file document from paths.
 
     report(path, reason) is called once per skipped file or unlistable folder.
-    Returns (document, files_seen, skipped_count).
+    Returns (document, files_seen, files_used, skipped_count): files_used is how many
+    of the files seen made the image sets (skipped_count also counts folders).
     """
     if not re.fullmatch(ID_PATTERN, datastore_id or ""):
         raise ValueError("datastore id must match ^[0-9a-z]{32}$")
@@ -325,7 +326,7 @@ def import_paths(datastore_id, paths, report):
         report(path, reason)
 
     series = {}   # series uid -> {"tags": {...}, "instances": set()}
-    files_seen = 0
+    files_seen = files_used = 0
     for path in _iter_files(paths, skip):
         files_seen += 1
         try:
@@ -343,6 +344,7 @@ def import_paths(datastore_id, paths, report):
         except Exception:
             skip(path, "malformed DICOM data")
             continue
+        files_used += 1
         entry = series.setdefault(tags["DICOMSeriesInstanceUID"], {"tags": {}, "instances": set()})
         for key, value in tags.items():
             entry["tags"].setdefault(key, value)  # first file (path order) wins
@@ -369,7 +371,7 @@ def import_paths(datastore_id, paths, report):
         record["DICOMTags"] = {k: tags[k] for k in DICOM_TAGS if k in tags}
         image_sets.append(record)
     image_sets.sort(key=lambda r: r["imageSetId"])
-    return {"datastoreId": datastore_id, "imageSets": image_sets}, files_seen, skipped[0]
+    return {"datastoreId": datastore_id, "imageSets": image_sets}, files_seen, files_used, skipped[0]
 
 
 def write_document(document, out_path):

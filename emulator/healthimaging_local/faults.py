@@ -205,7 +205,8 @@ def _message(obj, code):
 
 def _parse_error(obj):
     code = obj.get("code")
-    if code not in FAULT_ERRORS:
+    # isinstance first: a list or object is no dict key (TypeError, a 500).
+    if not isinstance(code, str) or code not in FAULT_ERRORS:
         raise FaultRuleError("'code' must be one of %s" % ", ".join(sorted(FAULT_ERRORS)))
     status = _int_field(obj, "status", FAULT_ERRORS[code], 100, 599)
     return Action("error", code=code, status=status, message=_message(obj, code))
@@ -259,7 +260,7 @@ def _check_members(obj, kind, allowed):
 
 def _parse_action(obj, extra_allowed):
     kind = obj.get("kind", "error")
-    if kind not in ACTION_PARSERS:
+    if not isinstance(kind, str) or kind not in ACTION_PARSERS:
         raise FaultRuleError("'kind' must be one of %s" % ", ".join(sorted(KINDS)))
     parser, members = ACTION_PARSERS[kind]
     _check_members(obj, kind, ("kind",) + members + tuple(extra_allowed))
@@ -289,7 +290,7 @@ def parse_rule(obj):
     if not isinstance(obj, dict):
         raise FaultRuleError("a fault rule must be a JSON object")
     kind = obj.get("kind", "error")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise FaultRuleError("'kind' must be one of %s" % ", ".join(sorted(KINDS)))
     triggers = [k for k in ("every", "rate", "rps") if k in obj]
     if len(triggers) > 1:

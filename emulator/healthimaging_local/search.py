@@ -19,7 +19,7 @@ import re
 import threading
 
 from . import DICOM_TAGS
-from .errors import ServiceError, validation
+from .errors import BadJson, ServiceError, load_json, validation
 
 MAX_RESULTS_DEFAULT = 50
 MAX_RESULTS_RANGE = (1, 50)
@@ -259,9 +259,11 @@ def parse_criteria(body):
         doc = None
     else:
         try:
-            text = body.decode("utf-8")
-            doc = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError):
+            doc = load_json(body, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        except BadJson as bad:
+            if bad.reason == "nested too deeply":
+                raise validation("Request body is not valid JSON (searchCriteria): it is nested "
+                                 "too deeply") from None
             raise validation("Request body is not valid JSON (searchCriteria)") from None
     if doc is None:
         doc = {}
@@ -323,7 +325,8 @@ def parse_max_results(values):
 class TokenCodec:
     """Opaque paging tokens: standard base64 of MAGIC + HMAC + JSON {offset, binding}.
 
-    The key is random per process, so tokens die with the server. MAGIC makes every
+    The key is random per process, so tokens die with the server, unless one is given
+    (key_from: `serve --token-key`) for tokens that outlive a restart. MAGIC makes every
     token start with "+/+/" and the length is padded so that it ends with "==": clients
     must percent-encode '+', '/' and '=' in the query string.
     """
@@ -333,6 +336,16 @@ class TokenCodec:
 
     def __init__(self, key=None):
         self._key = key or os.urandom(32)
+
+    @staticmethod
+    def key_from(text, data_digest):
+        """A stable HMAC key from --token-key TEXT and the data file's SHA-256.
+
+        The data file's digest is part of it because a token is an offset into the
+        ordered hits: with other data, an old token would resume at the wrong place.
+        """
+        return hmac.new(b"healthimaging-local nextToken key", text.encode("utf-8", "surrogateescape")
+                        + b"\0" + (data_digest or b""), hashlib.sha256).digest()
 
     @staticmethod
     def binding(datastore_id, criteria):

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 from . import ID_PATTERN, SERVICE_SIGNING_NAME, __version__
 from . import search as search_mod
 from . import sigv4
-from .errors import ServiceError, validation
+from .errors import BadJson, ServiceError, load_json, validation
 from .faults import FaultInjector, FaultRuleError, parse_rules
 
 MAX_BODY = 1024 * 1024
@@ -414,11 +414,11 @@ class Handler(BaseHTTPRequestHandler):
                     return self._send(200, {"cleared": app.faults.clear()}, request_id)
                 if self.command == "POST":
                     try:
-                        doc = json.loads(body.decode("utf-8"))
-                        rules = parse_rules(doc)
-                    except (UnicodeDecodeError, ValueError) as exc:
-                        reason = str(exc) if isinstance(exc, FaultRuleError) else "body is not JSON"
-                        raise validation("Invalid fault rule: %s" % reason) from None
+                        rules = parse_rules(load_json(body))
+                    except BadJson as bad:
+                        raise validation("Invalid fault rule: the body is %s" % bad.reason) from None
+                    except FaultRuleError as exc:
+                        raise validation("Invalid fault rule: %s" % exc) from None
                     queued = app.faults.add(rules)
                     return self._send(200, {"queued": queued, "standing": len(app.faults.standing()),
                                             "rules": [r.describe() for r in rules]}, request_id)

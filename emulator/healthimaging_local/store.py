@@ -7,11 +7,13 @@ Format (written by `healthimaging-local import`, UTF-8 JSON):
 Errors name the image set index and the field, never a value.
 """
 
+import hashlib
 import json
 import math
 import re
 
 from . import DICOM_TAGS, ID_PATTERN, STORAGE_TIERS
+from .errors import BadJson, load_json
 
 SUMMARY_FIELDS = ("imageSetId", "version", "createdAt", "updatedAt", "isPrimary", "storageTier")
 
@@ -48,6 +50,7 @@ class Store:
     def __init__(self, datastore_id, image_sets):
         self.datastore_id = datastore_id
         self.image_sets = image_sets
+        self.digest = None   # SHA-256 of the data file's bytes, when loaded from one
 
     @classmethod
     def from_document(cls, doc):
@@ -105,7 +108,10 @@ class Store:
         except OSError as exc:
             raise DataFileError("cannot read the data file: %s" % (exc.strerror or "error")) from None
         try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            raise DataFileError("the data file is not UTF-8 JSON") from None
-        return cls.from_document(doc)
+            doc = load_json(raw)
+        except BadJson as bad:
+            deep = bad.reason == "nested too deeply"
+            raise DataFileError("the data file is %s" % ("nested too deeply" if deep else "not UTF-8 JSON")) from None
+        store = cls.from_document(doc)
+        store.digest = hashlib.sha256(raw).digest()
+        return store

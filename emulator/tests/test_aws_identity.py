@@ -8,6 +8,7 @@ import os
 import subprocess
 import tempfile
 import unittest
+from unittest import mock
 import urllib.error
 import urllib.request
 import warnings
@@ -110,6 +111,13 @@ class ServeIdentityTest(unittest.TestCase):
             self.assertEqual("InvalidIdentityToken", ctx.exception.response["Error"]["Code"])
 
     def test_botocore_reads_instance_metadata_with_imdsv2_and_falls_back_to_v1(self):
+        # The Makefile disables IMDS for everything it runs (no request may
+        # reach 169.254.169.254); botocore's fetcher honours that, so this
+        # test, whose IMDS is the loopback stand-in, turns it back on.
+        with mock.patch.dict(os.environ, {"AWS_EC2_METADATA_DISABLED": "false"}):
+            self._imds_modes()
+
+    def _imds_modes(self):
         for mode, token in (("v2-only", True), ("v1-only", False)):
             with Identity("--imds-mode", mode) as idn:
                 got = InstanceMetadataFetcher(timeout=2, base_url=idn.url + "/").retrieve_iam_role_credentials()

@@ -53,7 +53,8 @@ EXPECTED_SKIPS = {
 FORCED_FILES = ("test_files/ExplVR_BigEndNoMeta.dcm", "test_files/ExplVR_LitEndNoMeta.dcm",
                 "test_files/rtstruct.dcm")
 SKIP_LINE = re.compile(r"^skipped (.+?): (.+)$")
-SUMMARY = re.compile(r"^imported (\d+) files: (\d+) image sets, (\d+) skipped$")
+# The last line: files looked at, image sets, files that made them, skipped.
+SUMMARY = re.compile(r"^read (\d+) files?: (\d+) image sets? from (\d+) files?, (\d+) skipped$")
 DATA_ROOT = os.path.dirname(TEST_FILES)
 
 
@@ -116,7 +117,10 @@ class DemoImportTest(unittest.TestCase):
         self.assertEqual({_rel(p) for p in skips}, set(EXPECTED_SKIPS))
         for path, reason in skips.items():
             self.assertIn(EXPECTED_SKIPS[_rel(path)], reason, path)
-        self.assertEqual(summary, (len(_all_files()), len(self.doc["imageSets"]), len(EXPECTED_SKIPS)))
+        total = len(_all_files())
+        self.assertEqual(summary, (total, len(self.doc["imageSets"]), total - len(EXPECTED_SKIPS),
+                                   len(EXPECTED_SKIPS)))
+        self.assertRegex(self.result.stderr.splitlines()[-1], SUMMARY, "the summary is the last line")
 
     def test_makes_one_image_set_per_series_that_pydicom_reads(self):
         series = {str(_pydicom_read(p).SeriesInstanceUID) for p in self.importable}
@@ -271,12 +275,22 @@ class BrokenFilesTest(unittest.TestCase):
             "linked-folder": "is a directory",
             "missing.dcm": "cannot open: No such file or directory",
         })
-        self.assertEqual(summary, (8, 1, 7))
+        self.assertEqual(summary, (8, 1, 1, 7))
+        self.assertEqual(result.stderr.splitlines()[-1], "read 8 files: 1 image set from 1 file, 7 skipped")
         with open(out, encoding="utf-8") as fh:
             self.assertEqual(len(json.load(fh)["imageSets"]), 1)
         ds = pydicom.dcmread(os.path.join(TEST_FILES, "CT_small.dcm"))
         for value in (str(ds.PatientName), ds.PatientID, ds.StudyInstanceUID):
             self.assertNotIn(value, result.stderr + result.stdout)
+
+    def test_the_summary_counts_files_read_and_the_files_that_made_the_image_sets(self):
+        self._write("a.dcm", self.ct)
+        self._write("b.dcm", self.ct)   # the same series again: one image set from two files
+        self._write("c.txt", b"not DICOM")
+        result = run_cli("import", "--datastore-id", DATASTORE, "--out",
+                         os.path.join(self.tmp, "x.json"), self.dir)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr.splitlines()[-1], "read 3 files: 1 image set from 2 files, 1 skipped")
 
     def test_a_file_cut_inside_the_pixel_data_is_truncated_too(self):
         # CT_small.dcm's Pixel Data (32768 bytes) ends 138 bytes before the file does.

@@ -138,6 +138,24 @@ class SessionTokenTest(unittest.TestCase):
             self.assertNotIn("the+session/token=", log)
 
 
+class CredentialsFlagTest(unittest.TestCase):
+
+    def test_an_empty_session_token_is_refused_at_start_without_showing_the_secret(self):
+        from .helpers import run_cli
+        for value in ("AKIDEMPTYTOKEN:empty-token-secret:", "AKIDEMPTYTOKEN::tok", ":empty-token-secret"):
+            with self.subTest(value=value.split(":")[0]):
+                result = run_cli("serve", "--data", SERVER.data_path, "--port", "0", "--credentials", value,
+                                 timeout=30)
+                self.assertEqual(result.returncode, 2)
+                self.assertEqual(result.stdout, "")
+                self.assertIn("--credentials", result.stderr)
+                self.assertNotIn("Traceback", result.stderr)
+                self.assertNotIn("empty-token-secret", result.stderr)
+        result = run_cli("serve", "--data", SERVER.data_path, "--port", "0", "--credentials",
+                         "AKIDEMPTYTOKEN:empty-token-secret:", timeout=30)
+        self.assertIn("session token", result.stderr)
+
+
 class RequestValidationTest(unittest.TestCase):
 
     def assert_invalid(self, response, *fragments):
@@ -177,6 +195,15 @@ class RequestValidationTest(unittest.TestCase):
         for body, fragment in cases:
             with self.subTest(body=body[:60]):
                 self.assert_invalid(SERVER.signed(body), fragment)
+
+    def test_a_body_nested_too_deeply_is_a_validation_error_never_a_500(self):
+        for body in (b"[" * 100000, b"[" * 5000 + b"]" * 5000, b'{"filters": ' + b"[" * 50000,
+                     b'{"filters": [{"operator": "EQUAL", "values": [{"DICOMPatientId": '
+                     + b'{"a": ' * 5000 + b"1" + b"}" * 5000 + b"}]}]}"):
+            with self.subTest(body=body[:30]):
+                self.assert_invalid(SERVER.signed(body), "searchCriteria")
+        self.assertIn("nested too deeply", self.assert_invalid(SERVER.signed(b"[" * 100000)))
+        self.assertEqual(SERVER.signed({})[0], 200)
 
     def test_max_results_must_be_one_integer_in_range(self):
         for query in ("maxResults=abc", "maxResults=0", "maxResults=51", "maxResults=1&maxResults=2",
@@ -284,6 +311,44 @@ class TokenTest(unittest.TestCase):
             server.emulator, server.doc = emu, SERVER.doc
             query = "maxResults=5&nextToken=" + quote(token, safe="")
             self.assertEqual(error_of(server.signed(b"{}", query=query))[:2], (400, "ValidationException"))
+
+    def test_with_a_token_key_a_token_survives_a_restart_with_the_same_data(self):
+        key = "restart-key-7d1e0c"
+
+        def on(emu):
+            server = DemoServer()
+            server.emulator, server.doc = emu, SERVER.doc
+            return server
+
+        def resume(server, token):
+            return server.signed(b"{}", query="maxResults=5&nextToken=" + quote(token, safe=""))
+
+        with Emulator(SERVER.data_path, "--token-key", key) as emu:
+            first = json.loads(on(emu).signed(b"{}", query="maxResults=5")[2])
+            status, _, data = resume(on(emu), first["nextToken"])
+            self.assertEqual(status, 200)
+            second = [s["imageSetId"] for s in json.loads(data)["imageSetsMetadataSummaries"]]
+        self.assertEqual(len(second), 5)
+        with Emulator(SERVER.data_path, "--token-key", key) as emu:
+            status, _, data = resume(on(emu), first["nextToken"])
+            self.assertEqual(status, 200, data[:200])
+            self.assertEqual([s["imageSetId"] for s in json.loads(data)["imageSetsMetadataSummaries"]], second)
+            self.assertNotIn(key, emu.stderr_text())
+        # Another key, no key, or other data: the token is refused, never resumed wrongly.
+        for extra in (("--token-key", key + "x"), ()):
+            with Emulator(SERVER.data_path, *extra) as emu:
+                with self.subTest(extra=extra):
+                    self.assertEqual(error_of(resume(on(emu), first["nextToken"]))[:2],
+                                     (400, "ValidationException"))
+        other = dict(SERVER.doc, imageSets=SERVER.doc["imageSets"][1:])
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+            json.dump(other, fh)
+        try:
+            with Emulator(fh.name, "--token-key", key) as emu:
+                self.assertEqual(error_of(resume(on(emu), first["nextToken"]))[:2],
+                                 (400, "ValidationException"))
+        finally:
+            os.unlink(fh.name)
 
     def test_the_last_page_has_no_token_and_an_empty_result_is_a_plain_list(self):
         total = len(SERVER.doc["imageSets"])
@@ -396,6 +461,25 @@ class FaultApiTest(unittest.TestCase):
                 self.assertEqual(status, 400)
                 self.assertIn("Invalid fault rule", body["message"])
 
+    def test_rules_nested_too_deeply_or_of_the_wrong_type_are_a_400_never_a_500(self):
+        cases = ((b"[" * 100000, "nested too deeply"), (b"[" * 3000 + b"]" * 3000, "nested too deeply"),
+                 (b'{"kind": "mix", "kinds": [{"kind": {}}]}', "'kind'"), (b'{"code": []}', "'code'"),
+                 (b'{"kind": ["delay"]}', "'kind'"), (b"\xff{}", "not UTF-8"))
+        for body, fragment in cases:
+            with self.subTest(body=body[:40]):
+                conn = http.client.HTTPConnection("127.0.0.1", SERVER.emulator.port, timeout=10)
+                try:
+                    conn.request("POST", "/_local/faults", body=body)
+                    resp = conn.getresponse()
+                    message = json.loads(resp.read().decode("utf-8"))["message"]
+                finally:
+                    conn.close()
+                self.assertEqual(resp.status, 400, message)
+                self.assertTrue(message.startswith("Invalid fault rule: "), message)
+                self.assertIn(fragment, message)
+        self.assertEqual(SERVER.emulator.control("GET", "/_local/faults")[1], {"rules": [], "standing": []})
+        self.assertNotIn("internal error", SERVER.emulator.stderr_text())
+
     def test_a_fault_file_is_queued_at_start(self):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump({"rules": [{"code": "InternalServerException", "times": 2}]}, fh)
@@ -457,6 +541,17 @@ class ProcessTest(unittest.TestCase):
         finally:
             os.unlink(fh.name)
 
+    def test_a_port_outside_0_to_65535_is_a_usage_error_not_a_traceback(self):
+        from .helpers import run_cli
+        for command in (["serve", "--data", SERVER.data_path], ["serve-identity", "--issue", "K:S:T"]):
+            for port in ("99999", "65536", "-1", "80x", ""):
+                with self.subTest(command=command[0], port=port):
+                    result = run_cli(*(command + ["--port", port]), timeout=30)
+                    self.assertEqual(result.returncode, 2)
+                    self.assertEqual(result.stdout, "")
+                    self.assertIn("argument --port: must be an integer in 0..65535", result.stderr)
+                    self.assertNotIn("Traceback", result.stderr)
+
     def test_help_documents_credentials_errors_and_faults(self):
         from .helpers import run_cli
         top = run_cli("--help").stdout
@@ -466,7 +561,7 @@ class ProcessTest(unittest.TestCase):
         for text in ("MissingAuthenticationTokenException", "IncompleteSignatureException",
                      "UnrecognizedClientException", "InvalidSignatureException", "Signature expired",
                      "UnknownOperationException", "/_local/faults", "/_local/stats", "--fault-file",
-                     "whole day"):
+                     "whole day", "--token-key TEXT", "KEY:SECRET:, is refused", "0..65535"):
             self.assertIn(text, serve)
 
 
