@@ -271,6 +271,32 @@ function _M.key_recorder()
 end
 
 --[[
+One search through a key_recorder, for the credential specs.
+Input: emu, base client options, extra options (both may be nil).
+Returns: res, err, and the access key ids the requests were signed with.
+]]
+function _M.search_recording_keys(emu, base, extra)
+  local hi = require "healthimaging"
+  local rec = _M.key_recorder()
+  local opts = { endpoint_url = emu.url, transport = rec }
+  for k, v in pairs(base or {}) do opts[k] = v end
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  local c = assert(hi.client(opts))
+  local res, err = c:search_image_sets { datastoreId = _M.DATASTORE_ID, maxResults = 1 }
+  rec.close()
+  return res, err, rec.keys
+end
+
+-- Asserts that a search succeeded, signed only with the key id of `id`
+-- ({ key id, secret, token }).
+function _M.accepted_as(id, res, err, keys)
+  local luassert = require "luassert"
+  luassert.is_nil(err and tostring(err))
+  luassert.is_table(res.imageSetsMetadataSummaries)
+  luassert.are.same({ id[1] }, keys)
+end
+
+--[[
 Starts `bin/healthimaging-local serve --https` on a free loopback port, its
 test CA written to a fresh folder.
 Input: opts = { data = path, args = "extra flags" }.

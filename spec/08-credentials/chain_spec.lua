@@ -74,21 +74,8 @@ describe("the credential chain", function()
 
   -- One search with the client options `extra`; returns res, err and the
   -- key ids the requests were signed with.
-  local function search(extra)
-    local rec = helpers.key_recorder()
-    local opts = { region = "us-east-1", endpoint_url = emu.url, transport = rec }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    local c = assert(hi.client(opts))
-    local res, err = c:search_image_sets { datastoreId = DS, maxResults = 1 }
-    rec.close()
-    return res, err, rec.keys
-  end
-
-  local function accepted_as(id, res, err, keys)
-    assert.is_nil(err and tostring(err))
-    assert.is_table(res.imageSetsMetadataSummaries)
-    assert.are.same({ id[1] }, keys)
-  end
+  local function search(extra) return helpers.search_recording_keys(emu, { region = "us-east-1" }, extra) end
+  local accepted_as = helpers.accepted_as
 
   local files = function(vars)
     vars = vars or {}

@@ -4,9 +4,7 @@
 -- case names; the emulator accepts only those, and the search that ends
 -- each case shows which one signed it.
 local helpers = require "helpers"
-local hi = require "healthimaging"
 
-local DS = helpers.DATASTORE_ID
 local ROLE = "arn:aws:iam::123456789012:role/healthimaging-reader"
 local ROLE2 = "arn:aws:iam::123456789012:role/healthimaging-admin"
 local BASE = { "AKIDBASEPROFILE00001", "base-profile-secret" }
@@ -59,21 +57,8 @@ describe("credentials from STS", function()
     return p
   end
 
-  local function search(extra)
-    local rec = helpers.key_recorder()
-    local opts = { endpoint_url = emu.url, transport = rec }
-    for k, v in pairs(extra or {}) do opts[k] = v end
-    local c = assert(hi.client(opts))
-    local res, err = c:search_image_sets { datastoreId = DS, maxResults = 1 }
-    rec.close()
-    return res, err, rec.keys
-  end
-
-  local function accepted_as(id, res, err, keys)
-    assert.is_nil(err and tostring(err))
-    assert.is_table(res.imageSetsMetadataSummaries)
-    assert.are.same({ id[1] }, keys)
-  end
+  local function search(extra) return helpers.search_recording_keys(emu, nil, extra) end
+  local accepted_as = helpers.accepted_as
 
   local function env(vars)
     vars.AWS_REGION = vars.AWS_REGION or "us-east-1"
