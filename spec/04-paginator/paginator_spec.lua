@@ -8,35 +8,12 @@ local core = require "healthimaging.core"
 
 local ID = "0123456789abcdefghijklmnopqrstuv"
 
-local function item_id(i) return string.format("%032d", i) end
+local fake = require "support.fake_service"
+local item_id = fake.item_id
 
-local function url_decode(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
---[[
-A stub service over n items. Tokens look like "t+/=<offset>" so that
-encoding is exercised. `page_sizes` may force the size of each page;
-`script` may replace the answer of request k.
-]]
+-- A stub transport over n items; opts.script may replace the answer of request k.
 local function fake_service(n, opts)
-  opts = opts or {}
-  return helpers.stub_transport(function(req, k)
-    if opts.script and opts.script[k] then return opts.script[k](req) end
-    local query = req.url:match("%?(.*)$") or ""
-    local max = tonumber(query:match("maxResults=(%d+)")) or 50
-    local token = query:match("nextToken=([^&]*)")
-    local offset = token and tonumber(url_decode(token):match("^t%+/=(%d+)$")) or 0
-    local items = {}
-    for i = offset + 1, math.min(offset + max, n) do
-      items[#items + 1] = string.format('{"imageSetId":"%s","version":1}', item_id(i))
-    end
-    local next_part = ""
-    if offset + max < n then next_part = string.format(',"nextToken":"t+/=%d"', offset + max) end
-    return 200, { ["x-amzn-requestid"] = "req-" .. k },
-      '{"imageSetsMetadataSummaries":[' .. table.concat(items, ",") .. ']'
-      .. ',"sort":{"sortField":"createdAt","sortOrder":"ASC"}' .. next_part .. '}'
-  end)
+  return helpers.stub_transport(fake.answer(n, opts and opts.script))
 end
 
 local function client_for(stub)

@@ -9,35 +9,8 @@ local token = require "healthimaging.token"
 
 local ID = "0123456789abcdefghijklmnopqrstuv"
 
-local function item_id(i) return string.format("%032d", i) end
-
-local function url_decode(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
--- The offset a request asks for (0 for the first page).
-local function offset_of(req)
-  local tok = (req.url:match("%?(.*)$") or ""):match("nextToken=([^&]*)")
-  return tok and tonumber(url_decode(tok):match("^t%+/=(%d+)$")) or 0
-end
-
--- A service over n items with tokens "t+/=<offset>"; script[k] may replace
--- the answer to request k.
-local function service(n, script)
-  return function(req, k)
-    if script and script[k] then return script[k](req) end
-    local max = tonumber((req.url:match("%?(.*)$") or ""):match("maxResults=(%d+)")) or 50
-    local offset = offset_of(req)
-    local items = {}
-    for i = offset + 1, math.min(offset + max, n) do
-      items[#items + 1] = string.format('{"imageSetId":"%s","version":1}', item_id(i))
-    end
-    local next_part = ""
-    if offset + max < n then next_part = string.format(',"nextToken":"t+/=%d"', offset + max) end
-    return 200, { ["x-amzn-requestid"] = "req-" .. k },
-      '{"imageSetsMetadataSummaries":[' .. table.concat(items, ",") .. ']' .. next_part .. '}'
-  end
-end
+local fake = require "support.fake_service"
+local item_id, offset_of, service = fake.item_id, fake.offset_of, fake.answer
 
 --[[
 A stub transport with the asynchronous API of the libcurl one: start(req)
