@@ -17,7 +17,6 @@ exactly them. Secrets, tokens and bodies are never logged.
 
 import json
 import re
-import signal
 import sys
 import threading
 import time
@@ -28,6 +27,7 @@ from xml.sax.saxutils import escape
 
 from . import __version__, sigv4
 from .errors import BadJson, ServiceError, load_json
+from .server import serve_until_signalled
 
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 MAX_BODY = 64 * 1024
@@ -357,26 +357,9 @@ class Server(ThreadingHTTPServer):
 
 def serve(identity, host, port, out=None):
     """Bind, print the 'listening on' line, serve until SIGTERM/SIGINT; return 0."""
-    out = out or sys.stdout
-    stop = threading.Event()
-    old = {s: signal.signal(s, lambda _n, _f: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        server = Server((host, port), identity)
-    except BaseException:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-        raise
-    out.write("listening on http://%s:%d\n" % (host, server.server_address[1]))
-    out.flush()
-    worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    worker.start()
-    try:
-        while not stop.wait(0.1):
-            pass
-    finally:
-        server.shutdown()
-        server.server_close()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+    serve_until_signalled(
+        lambda: Server((host, port), identity),
+        lambda server: "http://%s:%d" % (host, server.server_address[1]),
+        out or sys.stdout)
     identity.log("healthimaging-local serve-identity: stopped")
     return 0

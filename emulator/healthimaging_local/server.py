@@ -450,29 +450,26 @@ class Server(ThreadingHTTPServer):
         self.tls_context = tls_context
 
 
-def serve(app, host, port, out=None, ready=None, tls_context=None):
-    """Bind, print the 'listening on' line, serve until SIGTERM/SIGINT; return 0.
+def serve_until_signalled(make_server, url_of, out, ready=None):
+    """Bind with make_server(), print 'listening on URL' (url_of(server)), serve until
+    SIGTERM/SIGINT, then shut down. Shared by `serve` and `serve-identity`.
 
-    With tls_context (an ssl.SSLContext), the server speaks https only.
+    Handlers go in before the "listening" line, so a signal sent as soon as it is
+    read still ends the process cleanly.
     """
-    out = out or sys.stdout
     stop = threading.Event()
 
     def on_signal(_signum, _frame):
         stop.set()
 
-    # Handlers go in before the "listening" line, so a signal sent as soon as it is
-    # read still ends the process cleanly.
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        server = Server((host, port), app, tls_context)
+        server = make_server()
     except BaseException:
         for sig, handler in old.items():
             signal.signal(sig, handler)
         raise
-    shown_host = "[%s]" % host if ":" in host else host
-    scheme = "https" if tls_context is not None else "http"
-    out.write("listening on %s://%s:%d\n" % (scheme, shown_host, server.server_address[1]))
+    out.write("listening on %s\n" % url_of(server))
     out.flush()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="healthimaging-local", daemon=True)
@@ -480,12 +477,25 @@ def serve(app, host, port, out=None, ready=None, tls_context=None):
     if ready is not None:
         ready(server)
     try:
-        while not stop.wait(0.5):
+        while not stop.wait(0.2):
             pass
     finally:
         server.shutdown()
         server.server_close()
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def serve(app, host, port, out=None, ready=None, tls_context=None):
+    """Bind, print the 'listening on' line, serve until SIGTERM/SIGINT; return 0.
+
+    With tls_context (an ssl.SSLContext), the server speaks https only.
+    """
+    shown_host = "[%s]" % host if ":" in host else host
+    scheme = "https" if tls_context is not None else "http"
+    serve_until_signalled(
+        lambda: Server((host, port), app, tls_context),
+        lambda server: "%s://%s:%d" % (scheme, shown_host, server.server_address[1]),
+        out or sys.stdout, ready)
     app.log("healthimaging-local: stopped")
     return 0
