@@ -106,6 +106,20 @@ function _M.control(emu, method, path, body)
   return status, rbody ~= "" and core.json_decode(rbody) or nil
 end
 
+-- The emulator's counters (GET /_local/stats): requests, connections, ...
+function _M.stats(emu)
+  local status, body = _M.control(emu, "GET", "/_local/stats")
+  assert(status == 200, "GET /_local/stats answered " .. tostring(status))
+  return body
+end
+
+-- A new temporary file holding text; returns its path (the caller removes it).
+function _M.temp_file(text)
+  local path = os.tmpname()
+  _M.write(path, text)
+  return path
+end
+
 --[[
 Runs a Python snippet with Debian's python3 and returns its stdout: an
 oracle independent of the code under test. `input` is given on stdin via a

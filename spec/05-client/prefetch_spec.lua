@@ -13,11 +13,7 @@ setup(function() emu = helpers.start_emulator() end)
 teardown(function() if emu then emu.stop() end end)
 before_each(function() helpers.control(emu, "DELETE", "/_local/faults") end)
 
-local function stats()
-  local status, body = helpers.control(emu, "GET", "/_local/stats")
-  assert.are.equal(200, status)
-  return body
-end
+local function stats() return helpers.stats(emu) end
 
 local function ids_of(c, prefetch, page_size)
   local ids = {}

@@ -24,11 +24,7 @@ local function creds_table(id)
   return { access_key_id = id[1], secret_access_key = id[2], session_token = id[3] }
 end
 
-local function file(text)
-  local path = os.tmpname()
-  helpers.write(path, text)
-  return path
-end
+local file = helpers.temp_file
 
 describe("the credential chain", function()
   local emu, cred_path, cfg_path

@@ -17,11 +17,7 @@ local WEB_TOKEN = "eyJ.web-identity-token.sig"
 
 local function arg(id) return table.concat(id, ":") end
 
-local function file(text)
-  local path = os.tmpname()
-  helpers.write(path, text)
-  return path
-end
+local file = helpers.temp_file
 
 describe("credentials from STS", function()
   local emu, idn, tmp

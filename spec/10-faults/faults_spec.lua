@@ -19,11 +19,7 @@ end)
 teardown(function() if emu then emu.stop() end end)
 before_each(function() helpers.control(emu, "DELETE", "/_local/faults") end)
 
-local function stats()
-  local status, body = helpers.control(emu, "GET", "/_local/stats")
-  assert.are.equal(200, status)
-  return body
-end
+local function stats() return helpers.stats(emu) end
 
 local function inject(rules)
   local status, body = helpers.control(emu, "POST", "/_local/faults", rules)

@@ -69,11 +69,7 @@ teardown(function()
   if data_file then os.remove(data_file) end
 end)
 
-local function stats()
-  local status, body = helpers.control(emu, "GET", "/_local/stats")
-  assert.are.equal(200, status)
-  return body
-end
+local function stats() return helpers.stats(emu) end
 
 local function paginate(c)
   return c:get_paginator("search_image_sets"):paginate {
