@@ -86,6 +86,8 @@ local function credentials_problem(c)
   return nil
 end
 
+local profile, transport -- defined below; new() binds getters to them
+
 --[[
 Creates a client. No file or network I/O happens here: region, endpoint and
 credentials are resolved on first use.
@@ -112,6 +114,10 @@ function _M.new(opts)
   local bad = option_problem(opts)
   if bad then return nil, errors.new { code = "InvalidClientOption", message = bad } end
   local self = { opts = opts }
+  -- The getters the config and paginator modules call back: made once here,
+  -- not a closure per call (transport_of runs on every attempt).
+  self._profile_of = function() return profile(self) end
+  self._transport_of = function() return transport(self) end
   return setmetatable(self, mt)
 end
 
@@ -122,7 +128,7 @@ local function check_self(self, fname)
 end
 
 -- The profile's settings, read once and only when a value needs them.
-local function profile(self)
+profile = function(self)
   if not self._profile then
     self._profile = config.load_profile(config.profile_name(self.opts))
   end
@@ -132,10 +138,10 @@ end
 -- Region and endpoint, resolved once.
 local function resolve_endpoint(self)
   if self._endpoint then return self._endpoint end
-  local region, err = config.region(self.opts, function() return profile(self) end)
+  local region, err = config.region(self.opts, self._profile_of)
   if not region then return nil, err end
   local ep
-  ep, err = config.endpoint(self.opts, region, function() return profile(self) end)
+  ep, err = config.endpoint(self.opts, region, self._profile_of)
   if not ep then return nil, err end
   self._region, self._endpoint = region, ep
   return ep
@@ -145,8 +151,7 @@ end
 local function retryer(self)
   if self._retry then return self._retry end
   local opts = self.opts
-  local p = function() return profile(self) end
-  local attempts, mode, err = config.retry_settings(opts, p)
+  local attempts, mode, err = config.retry_settings(opts, self._profile_of)
   if not attempts then return nil, mode or err end
   self._retry = retry.new {
     max_attempts = attempts, mode = mode, random = opts.random, now = opts.monotime or core.monotime,
@@ -154,13 +159,13 @@ local function retryer(self)
   return self._retry
 end
 
-local function transport(self)
+transport = function(self)
   if not self._transport then
     local ep = self._endpoint
     self._transport = self.opts.transport or core.http_new {
       timeout = self.opts.timeout or 30,
       connect_timeout = self.opts.connect_timeout or 5,
-      ca_bundle = config.ca_bundle(self.opts, function() return profile(self) end),
+      ca_bundle = config.ca_bundle(self.opts, self._profile_of),
       proxy = config.proxy(self.opts, ep.scheme, ep.hostname),
     }
   end
@@ -285,7 +290,7 @@ local function attempt(self, wire, ep, creds)
                  body_bytes = #wire.body })
   end
   -- paginator.send is t:request, except in a prefetch (see there).
-  local status, rheaders, body = paginator.send(function() return transport(self) end, {
+  local status, rheaders, body = paginator.send(self._transport_of, {
     method = wire.method, url = url, headers = headers, body = wire.body,
   })
   if not status then return nil, errors.from_transport(rheaders) end
@@ -334,7 +339,7 @@ end
 local function credential_resolver(self)
   if not self._credentials then
     local opts = self.opts
-    local p = function() return profile(self) end
+    local p = self._profile_of
     self._credentials = credentials.new {
       opts = opts, profile = p,
       region = function() return self._region or config.region(opts, p) end,
